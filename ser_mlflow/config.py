@@ -68,7 +68,9 @@ def parse_units(value: str | tuple[int, ...] | list[int]) -> tuple[int, ...]:
     try:
         units = tuple(int(str(p).strip()) for p in parts)
     except ValueError:
-        raise ValueError(f"units: expected positive integers joined by ',', got {value!r}") from None
+        raise ValueError(
+            f"units: expected positive integers joined by ',', got {value!r}"
+        ) from None
     if not units or any(u <= 0 for u in units):
         raise ValueError(f"units: expected positive integers joined by ',', got {value!r}")
     return units

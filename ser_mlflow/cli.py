@@ -1,0 +1,229 @@
+"""Thin click commands, one per MLproject entry point: parse, build config, delegate.
+
+Bad input ends with one clear line on stderr and exit code 2; tracebacks are for bugs.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ser_mlflow.config import (
+    DEFAULT_DATA_ROOT,
+    DEFAULT_EXPERIMENT,
+    DEFAULT_FEATURE_SET,
+    LOSS_NAMES,
+    LossConfig,
+    ModelConfig,
+    TrainConfig,
+    parse_feature_sets,
+    parse_units,
+)
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def _optional_float(value: str | float | None, name: str) -> float | None:
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none")):
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        raise click.BadParameter(f"expected a number, got {value!r}", param_hint=name) from None
+
+
+def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn bad input into one line + exit 2, Ctrl-C into exit 130."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from ser_mlflow.data import DataError
+
+        try:
+            return fn(*args, **kwargs)
+        except (DataError, ValueError, FileNotFoundError) as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(2)
+        except KeyboardInterrupt:
+            click.echo("interrupted: the run was ended KILLED", err=True)
+            sys.exit(130)
+
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="ser-mlflow")
+def main() -> None:
+    """Dimensional audiovisual emotion recognition on MLflow (Atmaja & Akagi, ICASSP 2020).
+
+    Tracking store: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db in this folder.
+    """
+
+
+@main.command()
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=DEFAULT_DATA_ROOT,
+    show_default=True,
+    help="Folder to write the AVEC-layout corpus into.",
+)
+@click.option(
+    "--scale",
+    type=click.Choice(["full", "small", "tiny"]),
+    default="full",
+    show_default=True,
+    help="full = the paper's 68/28/34 recordings of 975-1768 frames.",
+)
+@click.option("--seed", type=int, default=0, show_default=True)
+@user_errors
+def synthesize(out: Path, scale: str, seed: int) -> None:
+    """Write a synthetic corpus in the AVEC 2019 CES layout (NOT real data)."""
+    from ser_mlflow.data import write_synthetic_corpus
+
+    s = write_synthetic_corpus(out, scale=scale, seed=seed, progress=True)
+    counts = ", ".join(f"{k} {v}" for k, v in s.n_recordings.items())
+    click.echo(
+        f"Synthetic corpus ({scale}, seed {seed}) in {s.root}: {counts} recordings, "
+        f"{len(s.feature_dims)} feature sets, {s.n_frames} frames, "
+        f"{s.bytes_written / 1e6:.0f} MB."
+    )
+
+
+@main.command()
+@click.option("--experiment", default=DEFAULT_EXPERIMENT, show_default=True)
+@user_errors
+def init(experiment: str) -> None:
+    """Create the tracking store and experiment (artifacts under ./mlartifacts)."""
+    from ser_mlflow import tracking
+
+    exp_id = tracking.ensure_experiment(experiment)
+    click.echo(f"Experiment {experiment!r} (id {exp_id}) on {tracking.tracking_uri()}")
+
+
+def training_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Options of `train`, shared by every command that trains networks."""
+    opts = [
+        click.option(
+            "--data-root",
+            type=click.Path(path_type=Path),
+            default=DEFAULT_DATA_ROOT,
+            show_default=True,
+            help="AVEC-layout root; the default is synthesised when missing.",
+        ),
+        click.option(
+            "--loss",
+            type=click.Choice(LOSS_NAMES, case_sensitive=False),
+            default="MTL2",
+            show_default=True,
+        ),
+        click.option("--alpha", default=None, help="Arousal weight (custom; MTL1 too)."),
+        click.option("--beta", default=None, help="Valence weight (custom; MTL1 too)."),
+        click.option("--gamma", default=None, help="Liking weight (custom only)."),
+        click.option("--epochs", type=click.IntRange(min=1), default=50, show_default=True),
+        click.option("--batch-size", type=click.IntRange(min=1), default=34, show_default=True),
+        click.option("--units", default="256,128,64", show_default=True, help="LSTM layer sizes."),
+        click.option("--dropout", type=float, default=0.4, show_default=True),
+        click.option("--lr", type=float, default=5e-4, show_default=True),
+        click.option(
+            "--shift-frames",
+            type=click.IntRange(min=0),
+            default=1,
+            show_default=True,
+            help="Label shift to the front for training (1 frame = 0.1 s).",
+        ),
+        click.option("--seed", type=int, default=0, show_default=True),
+        click.option(
+            "--experiment",
+            default=DEFAULT_EXPERIMENT,
+            show_default=True,
+            help="MLflow experiment (under `mlflow run`, use --experiment-name).",
+        ),
+    ]
+    for opt in reversed(opts):
+        fn = opt(fn)
+    return fn
+
+
+def build_train_config(*, feature_sets: str, **kw: Any) -> TrainConfig:
+    """The one place CLI strings become a TrainConfig (shared by every training command)."""
+    loss = LossConfig.from_name(
+        kw["loss"],
+        alpha=_optional_float(kw.get("alpha"), "alpha"),
+        beta=_optional_float(kw.get("beta"), "beta"),
+        gamma=_optional_float(kw.get("gamma"), "gamma"),
+    )
+    model = ModelConfig(units=parse_units(kw["units"]), dropout=kw["dropout"], lr=kw["lr"])
+    return TrainConfig(
+        data_root=Path(kw["data_root"]),
+        feature_sets=parse_feature_sets(feature_sets),
+        epochs=kw["epochs"],
+        batch_size=kw["batch_size"],
+        shift_frames=kw["shift_frames"],
+        seed=kw["seed"],
+        experiment=kw["experiment"],
+        model=model,
+        loss=loss,
+    )
+
+
+@main.command()
+@click.option(
+    "--feature-sets",
+    default=DEFAULT_FEATURE_SET,
+    show_default=True,
+    help="One feature set, or two joined by '+' for bimodal early fusion.",
+)
+@training_options
+@user_errors
+def train(feature_sets: str, **kw: Any) -> None:
+    """Train the paper's LSTM network on one or two feature sets and log a complete run."""
+    from ser_mlflow import tracking
+    from ser_mlflow.train import run_training
+
+    cfg = build_train_config(feature_sets=feature_sets, **kw)
+    click.echo(
+        f"Training on {'+'.join(cfg.feature_sets)} with {cfg.loss.name} "
+        f"(alpha={cfg.loss.alpha:g}, beta={cfg.loss.beta:g}, gamma={cfg.loss.gamma:g}), "
+        f"{cfg.epochs} epochs, tracking {tracking.tracking_uri()}"
+    )
+    result = run_training(cfg, echo=click.echo)
+    click.echo(format_scores(result.metrics))
+    click.echo(tracking.ui_hint())
+
+
+def format_scores(metrics: dict[str, float]) -> str:
+    """A small table of devel (and test) CCC, overall (DE+HU) and per culture."""
+    import re
+
+    pattern = re.compile(r"^(devel|test)_(?:([A-Z]+)_)?ccc_(\w+)$")
+    table: dict[tuple[str, str], dict[str, float]] = {}
+    attrs: list[str] = []
+    for key, value in metrics.items():
+        m = pattern.match(key)
+        if not m:
+            continue
+        part, culture, attr = m.group(1), m.group(2) or "DE+HU", m.group(3)
+        table.setdefault((part, culture), {})[attr] = value
+        if attr != "mean" and attr not in attrs:
+            attrs.append(attr)
+    cols = [*attrs, "mean"]
+    lines = [f"  {'CCC':<12}" + "".join(f"{a:>9}" for a in cols)]
+    for (part, culture), vals in sorted(
+        table.items(), key=lambda kv: (kv[0][0], kv[0][1] != "DE+HU", kv[0][1])
+    ):
+        lines.append(
+            f"  {part + ' ' + culture:<12}"
+            + "".join(f"{vals.get(a, float('nan')):>9.3f}" for a in cols)
+        )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

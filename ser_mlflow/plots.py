@@ -1,0 +1,88 @@
+"""Matplotlib figures logged by the use cases (headless Agg backend, no I/O here)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+COLORS = {"arousal": "#d62728", "valence": "#1f77b4", "liking": "#2ca02c", "mean": "#222222"}
+
+
+def _color(name: str, i: int) -> str:
+    return COLORS.get(name, f"C{i}")
+
+
+def training_curves(
+    history: Sequence[Mapping[str, float]], best_epoch: int, attributes: Sequence[str]
+) -> Any:
+    """Devel CCC per attribute and mean per epoch, with the training loss beside it."""
+    epochs = np.arange(1, len(history) + 1)
+    fig, (ax, ax_loss) = plt.subplots(1, 2, figsize=(11, 4), gridspec_kw={"width_ratios": [3, 2]})
+    for i, attr in enumerate([*attributes, "mean"]):
+        key = f"devel_ccc_{attr}"
+        ax.plot(
+            epochs,
+            [h[key] for h in history],
+            label=attr,
+            color=_color(attr, i),
+            lw=2.2 if attr == "mean" else 1.4,
+            ls="-" if attr == "mean" else "--",
+        )
+    ax.axvline(best_epoch, color="grey", lw=1, ls=":")
+    ax.annotate(
+        f"best epoch {best_epoch}",
+        (best_epoch, ax.get_ylim()[1]),
+        fontsize=8,
+        ha="right",
+        va="top",
+        rotation=90,
+        color="grey",
+    )
+    ax.set(xlabel="epoch", ylabel="devel CCC", title="Development CCC per epoch")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    ax_loss.plot(epochs, [h["train_loss"] for h in history], color="#555555")
+    ax_loss.set(xlabel="epoch", ylabel="weighted CCC loss", title="Training loss")
+    ax_loss.grid(alpha=0.3)
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
+
+
+def traces(
+    recordings: Sequence[Any],
+    preds: Mapping[str, np.ndarray],
+    attributes: Sequence[str],
+    *,
+    n_recordings: int = 3,
+) -> Any:
+    """Predicted vs gold traces for a few devel recordings (one row each, all attributes)."""
+    recs = [r for r in recordings if r.labels is not None][:n_recordings]
+    fig, axes = plt.subplots(
+        len(recs),
+        len(attributes),
+        figsize=(4 * len(attributes), 2.4 * len(recs)),
+        squeeze=False,
+        sharex="row",
+    )
+    for row, rec in enumerate(recs):
+        t = rec.timestamps
+        for j, attr in enumerate(attributes):
+            ax = axes[row, j]
+            ax.plot(t, rec.labels[:, j], color="black", lw=1.2, label="gold")
+            ax.plot(t, preds[rec.name][:, j], color=_color(attr, j), lw=1.2, label="predicted")
+            ax.set_title(f"{rec.name} — {attr}", fontsize=9)
+            ax.grid(alpha=0.3)
+            if row == len(recs) - 1:
+                ax.set_xlabel("time (s)")
+            if j == 0:
+                ax.legend(fontsize=7, loc="upper right")
+    fig.tight_layout()
+    plt.close(fig)
+    return fig

@@ -1,0 +1,126 @@
+"""The MLflow pyfunc every training run logs: raw AVEC features in, predictions out.
+
+The model carries all that prediction needs (feature-set names and column order, the
+standardisation fitted on training frames, the label shift, attribute names, the network),
+so ``mlflow.pyfunc.load_model(uri).predict(df)`` works in a fresh process from the URI.
+
+Input frame: one row per frame, columns ``name`` (recording), ``timestamp`` and every
+feature column as ``<feature_set>:<column>`` — the prefix tells the columns of two feature
+sets apart in bimodal models (e.g. ``egemaps:F0semitone`` next to ``fau:AU01_r``). Rows of
+one recording must be contiguous and in time order. Output: ``name``, ``timestamp`` and one
+column per attribute, shifted back by the training label shift (aligned with the labels).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import mlflow.pyfunc
+import numpy as np
+import pandas as pd
+
+NAME_COL = "name"
+TIME_COL = "timestamp"
+
+
+class InputError(ValueError):
+    """The frame given to predict does not match what the model was trained on."""
+
+
+def split_recordings(
+    df: pd.DataFrame, feature_columns: Sequence[str]
+) -> tuple[list[str], list[np.ndarray], list[np.ndarray]]:
+    """Validate a prediction frame and cut it into per-recording (T, F) arrays.
+
+    Raises:
+        InputError: missing id columns, missing or extra feature columns, NaN/inf,
+            an empty frame, or a recording whose rows are not contiguous.
+    """
+    if not isinstance(df, pd.DataFrame) or len(df) == 0:
+        raise InputError("input: expected a non-empty DataFrame with one row per frame")
+    for col in (NAME_COL, TIME_COL):
+        if col not in df.columns:
+            raise InputError(
+                f"input: missing column {col!r}; expected '{NAME_COL}', "
+                f"'{TIME_COL}' and {len(feature_columns)} feature columns"
+            )
+    have = [c for c in df.columns if c not in (NAME_COL, TIME_COL)]
+    missing = [c for c in feature_columns if c not in set(have)]
+    extra = [c for c in have if c not in set(feature_columns)]
+    if missing or extra:
+        sets = sorted({c.split(":", 1)[0] for c in feature_columns})
+        raise InputError(
+            f"input: feature columns differ from the model's ({len(feature_columns)} columns "
+            f"of feature sets {'+'.join(sets)}): missing {missing[:5]}"
+            f"{' ...' if len(missing) > 5 else ''}, unexpected {extra[:5]}"
+            f"{' ...' if len(extra) > 5 else ''}"
+        )
+    values = df.loc[:, list(feature_columns)].to_numpy(dtype=np.float64, na_value=np.nan)
+    bad = ~np.isfinite(values)
+    if bad.any():
+        r, c = np.argwhere(bad)[0]
+        raise InputError(
+            f"input: non-finite value {values[r, c]} at row {r}, column {feature_columns[c]!r}"
+        )
+    names = df[NAME_COL].astype(str).str.strip("'").to_numpy()
+    change = np.flatnonzero(names[1:] != names[:-1]) + 1
+    starts = np.concatenate([[0], change])
+    ends = np.concatenate([change, [len(names)]])
+    order = [str(names[s]) for s in starts]
+    if len(set(order)) != len(order):
+        raise InputError("input: the rows of each recording must be contiguous")
+    times = df[TIME_COL].to_numpy(dtype=np.float64)
+    feats = [values[s:e].astype(np.float32) for s, e in zip(starts, ends, strict=True)]
+    stamps = [times[s:e] for s, e in zip(starts, ends, strict=True)]
+    return order, feats, stamps
+
+
+class SERModel(mlflow.pyfunc.PythonModel):
+    """Standardise -> network -> undo the label shift, per recording."""
+
+    def load_context(self, context: Any) -> None:
+        import keras
+
+        from ser_mlflow.data import Standardizer
+
+        meta = json.loads(Path(context.artifacts["preprocess"]).read_text())
+        self.meta = meta
+        self.standardizer = Standardizer.from_dict(meta["standardizer"])
+        self.network = keras.saving.load_model(context.artifacts["network"], compile=False)
+
+    def predict(
+        self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
+    ) -> pd.DataFrame:
+        from ser_mlflow.data import unshift_predictions
+        from ser_mlflow.model import predict_sequences
+
+        meta = self.meta
+        names, feats, stamps = split_recordings(model_input, meta["feature_columns"])
+        preds = predict_sequences(self.network, [self.standardizer.transform(f) for f in feats])
+        frames = []
+        for name, stamp, pred in zip(names, stamps, preds, strict=True):
+            pred = unshift_predictions(pred, int(meta["shift_frames"]))
+            part = pd.DataFrame(pred, columns=list(meta["attributes"]))
+            part.insert(0, TIME_COL, stamp)
+            part.insert(0, NAME_COL, name)
+            frames.append(part)
+        return pd.concat(frames, ignore_index=True)
+
+
+def recordings_frame(
+    names: Sequence[str],
+    timestamps: Sequence[np.ndarray],
+    features: Sequence[np.ndarray],
+    feature_columns: Sequence[str],
+) -> pd.DataFrame:
+    """The input layout :class:`SERModel` expects, built from per-recording arrays."""
+    parts = []
+    for name, stamp, feat in zip(names, timestamps, features, strict=True):
+        part = pd.DataFrame(np.asarray(feat, dtype=np.float64), columns=list(feature_columns))
+        part.insert(0, TIME_COL, np.asarray(stamp, dtype=np.float64))
+        part.insert(0, NAME_COL, name)
+        parts.append(part)
+    return pd.concat(parts, ignore_index=True)

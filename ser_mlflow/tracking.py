@@ -1,0 +1,296 @@
+"""The only module that talks to MLflow: store set-up, runs, logging, search, download.
+
+Contract (DESIGN.md §5): tracking URI from ``MLFLOW_TRACKING_URI`` or the embedded default
+``sqlite:///mlflow.db`` in the working directory, artifacts of experiments we create under
+``./mlartifacts``. A run opened here always ends in a truthful state: FINISHED only when
+the body returned, FAILED with the error recorded, KILLED on Ctrl-C / SIGTERM.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import tempfile
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import mlflow
+from mlflow.entities import Run, RunStatus
+from mlflow.tracking import MlflowClient
+
+DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+DEFAULT_ARTIFACT_DIR = "mlartifacts"
+
+TAG_STAGE = "ser.stage"
+TAG_FEATURE_SETS = "ser.feature_sets"
+TAG_LOSS = "ser.loss"
+TAG_DIGEST = "ser.data_digest"
+TAG_ERROR = "ser.error"
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """SIGTERM turned into an interrupt so the active run ends KILLED, not RUNNING."""
+
+
+def tracking_uri() -> str:
+    """``MLFLOW_TRACKING_URI`` when set, else the embedded SQLite store in the cwd."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+
+
+def configure() -> str:
+    """Point the MLflow client at :func:`tracking_uri` and return it."""
+    uri = tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    return uri
+
+
+def _is_local_store(uri: str) -> bool:
+    return uri.startswith("sqlite:") or uri.startswith("postgresql") or uri.startswith("mysql")
+
+
+def ensure_experiment(name: str) -> str:
+    """Return the id of experiment ``name``, creating it with artifacts under ./mlartifacts.
+
+    A tracking server decides artifact locations itself, so only database stores opened
+    directly by this process get the ``./mlartifacts`` location.
+    """
+    uri = configure()
+    client = MlflowClient()
+    exp = client.get_experiment_by_name(name)
+    if exp is not None:
+        if exp.lifecycle_stage == "deleted":
+            client.restore_experiment(exp.experiment_id)
+        return exp.experiment_id
+    location = None
+    if _is_local_store(uri):
+        location = (Path.cwd() / DEFAULT_ARTIFACT_DIR).resolve().as_uri()
+    return client.create_experiment(name, artifact_location=location)
+
+
+def _sigterm_to_interrupt(signum: int, frame: Any) -> None:
+    raise RunInterrupted(f"received signal {signum}")
+
+
+@contextlib.contextmanager
+def run_context(
+    *,
+    experiment: str,
+    run_name: str | None = None,
+    tags: Mapping[str, str] | None = None,
+    nested: bool = False,
+    reuse_env_run: bool = True,
+) -> Iterator[mlflow.ActiveRun]:
+    """Open (or resume, under ``mlflow run``) a run that always ends truthfully.
+
+    Args:
+        experiment: experiment name; ignored when ``mlflow run`` already created the run
+            (``MLFLOW_RUN_ID``), whose experiment is the one given to ``mlflow run``.
+        run_name: display name.
+        tags: tags set at start.
+        nested: open as a child of the active run.
+        reuse_env_run: resume the run ``mlflow run`` created for this process.
+
+    Yields:
+        The active run. Raises whatever the body raised after recording it on the run.
+    """
+    configure()
+    env_run = os.environ.get("MLFLOW_RUN_ID") if reuse_env_run and not nested else None
+    if env_run:
+        active = mlflow.start_run(run_id=env_run, tags=dict(tags or {}))
+        if run_name:
+            MlflowClient().set_tag(env_run, "mlflow.runName", run_name)
+    else:
+        exp_id = ensure_experiment(experiment)
+        active = mlflow.start_run(
+            experiment_id=exp_id, run_name=run_name, tags=dict(tags or {}), nested=nested
+        )
+    previous = None
+    is_main = _in_main_thread()
+    if is_main:
+        previous = signal.signal(signal.SIGTERM, _sigterm_to_interrupt)
+    try:
+        yield active
+    except KeyboardInterrupt:
+        _end(active.info.run_id, RunStatus.KILLED, "interrupted (Ctrl-C or SIGTERM)")
+        raise
+    except BaseException as exc:
+        _end(active.info.run_id, RunStatus.FAILED, f"{type(exc).__name__}: {exc}")
+        raise
+    else:
+        mlflow.end_run(RunStatus.to_string(RunStatus.FINISHED))
+    finally:
+        if is_main and previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _in_main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def _end(run_id: str, status: int, message: str) -> None:
+    """Record why a run stopped and end it; never masks the original error."""
+    with contextlib.suppress(Exception):
+        mlflow.flush_async_logging()
+    with contextlib.suppress(Exception):
+        client = MlflowClient()
+        client.set_tag(run_id, TAG_ERROR, message[:5000])
+        client.set_tag(
+            run_id, "mlflow.note.content", f"**{RunStatus.to_string(status)}**: {message[:4000]}"
+        )
+    active = mlflow.active_run()
+    if active is not None and active.info.run_id == run_id:
+        mlflow.end_run(RunStatus.to_string(status))
+    else:
+        MlflowClient().set_terminated(run_id, RunStatus.to_string(status))
+
+
+def log_dataset(
+    *,
+    name: str,
+    source: str | Path,
+    digest: str,
+    context: str,
+    tags: Mapping[str, str] | None = None,
+) -> None:
+    """Record a dataset read from disk by its content digest (no copy of the data)."""
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+    from mlflow.data.meta_dataset import MetaDataset
+
+    src = resolve_dataset_source(Path(source).resolve().as_uri())
+    ds = MetaDataset(source=src, name=name, digest=digest[:36])
+    mlflow.log_input(ds, context=context, tags=dict(tags or {}))
+
+
+def log_artifact_dir(local_dir: str | Path, artifact_path: str) -> None:
+    mlflow.log_artifacts(str(local_dir), artifact_path=artifact_path)
+
+
+def log_figure(fig: Any, artifact_file: str) -> None:
+    mlflow.log_figure(fig, artifact_file)
+
+
+def log_text(text: str, artifact_file: str) -> None:
+    mlflow.log_text(text, artifact_file)
+
+
+def log_metrics(
+    metrics: Mapping[str, float], *, step: int | None = None, model_id: str | None = None
+) -> None:
+    mlflow.log_metrics({k: float(v) for k, v in metrics.items()}, step=step, model_id=model_id)
+
+
+def log_params(params: Mapping[str, Any]) -> None:
+    mlflow.log_params({k: str(v) for k, v in params.items()})
+
+
+def set_tags(tags: Mapping[str, Any]) -> None:
+    mlflow.set_tags({k: str(v) for k, v in tags.items()})
+
+
+def search_runs(
+    *,
+    experiment_names: list[str] | None = None,
+    filter_string: str = "",
+    order_by: list[str] | None = None,
+    max_results: int | None = None,
+) -> list[Run]:
+    """Every matching run across all experiments (or the named ones), paging past 1000."""
+    configure()
+    client = MlflowClient()
+    if experiment_names:
+        exps = [client.get_experiment_by_name(n) for n in experiment_names]
+        exp_ids = [e.experiment_id for e in exps if e is not None]
+    else:
+        exp_ids = [e.experiment_id for e in client.search_experiments()]
+    if not exp_ids:
+        return []
+    out: list[Run] = []
+    token: str | None = None
+    while True:
+        page = client.search_runs(
+            exp_ids,
+            filter_string=filter_string,
+            order_by=order_by,
+            max_results=min(1000, max_results - len(out)) if max_results else 1000,
+            page_token=token,
+        )
+        out.extend(page)
+        token = page.token
+        if not token or (max_results and len(out) >= max_results):
+            return out
+
+
+def download_artifacts(run_id: str, artifact_path: str, dst: str | Path | None = None) -> Path:
+    """Download a run's artifact folder (any store, incl. proxied servers) and return it."""
+    configure()
+    dst = Path(dst or tempfile.mkdtemp(prefix="ser-mlflow-"))
+    path = mlflow.artifacts.download_artifacts(
+        run_id=run_id, artifact_path=artifact_path, dst_path=str(dst)
+    )
+    return Path(path)
+
+
+def ui_hint() -> str:
+    """How a newcomer opens the UI on the store this process used."""
+    uri = tracking_uri()
+    if uri.startswith("http"):
+        return f"Open the MLflow UI at {uri}"
+    return (
+        f"Open the MLflow UI:  mlflow ui --backend-store-uri {uri} --port 5000   "
+        "then browse http://127.0.0.1:5000"
+    )
+
+
+def _pip_requirements() -> list[str]:
+    from importlib.metadata import version
+
+    pins = []
+    for pkg in ("mlflow", "tensorflow", "keras", "numpy", "pandas", "scikit-learn"):
+        try:
+            pins.append(f"{pkg}=={version(pkg)}")
+        except Exception:  # pragma: no cover - a package missing only narrows the pins
+            continue
+    return pins
+
+
+def log_ser_model(
+    *,
+    network: Any,
+    preprocess: Mapping[str, Any],
+    example: Any,
+    example_output: Any,
+    workdir: Path,
+    params: Mapping[str, Any] | None = None,
+    name: str = "model",
+) -> Any:
+    """Log the self-contained pyfunc (network + preprocessing) as the run's LoggedModel.
+
+    The package source travels with the model (``code_paths``), so loading needs only the
+    URI and the pip requirements, not this checkout.
+    """
+    import json
+
+    from mlflow.models import infer_signature
+
+    import ser_mlflow
+    from ser_mlflow.pyfunc import SERModel
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    net_path = workdir / "network.keras"
+    network.save(net_path)
+    meta_path = workdir / "preprocess.json"
+    meta_path.write_text(json.dumps(dict(preprocess), indent=1))
+    return mlflow.pyfunc.log_model(
+        name=name,
+        python_model=SERModel(),
+        artifacts={"network": str(net_path), "preprocess": str(meta_path)},
+        signature=infer_signature(example, example_output),
+        input_example=example,
+        code_paths=[str(Path(ser_mlflow.__file__).parent)],
+        pip_requirements=_pip_requirements(),
+        params={k: str(v) for k, v in (params or {}).items()},
+    )

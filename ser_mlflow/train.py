@@ -1,0 +1,383 @@
+"""One training run: data -> network -> per-epoch devel CCC -> a complete MLflow run.
+
+The run holds params, tags and metrics per DESIGN.md §5, the datasets with digests, AVEC
+prediction files, plots and a self-contained pyfunc model. Scores are on Devel (and on
+Test when it has labels): frames the network never fitted.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ser_mlflow import tracking
+from ser_mlflow.config import DEFAULT_DATA_ROOT, TrainConfig
+from ser_mlflow.data import (
+    Corpus,
+    DataError,
+    Recording,
+    Standardizer,
+    load_corpus,
+    shift_labels,
+    unshift_predictions,
+    write_avec_csv,
+    write_synthetic_corpus,
+)
+from ser_mlflow.metrics import score_recordings
+
+EpochCallback = Callable[[int, Mapping[str, float]], None]
+
+
+@dataclass
+class Prepared:
+    """Standardised arrays of one corpus, reusable across runs (e.g. Optuna trials)."""
+
+    corpus: Corpus
+    standardizer: Standardizer
+    features: dict[str, list[np.ndarray]]  # partition -> standardised (T, F) per recording
+    train_targets: list[np.ndarray]  # shifted labels (T, A)
+    train_valid: list[np.ndarray]  # (T,) bool, False where the shift ran out of labels
+    shift_frames: int
+
+    @property
+    def attributes(self) -> tuple[str, ...]:
+        return self.corpus.attributes
+
+
+@dataclass
+class TrainResult:
+    run_id: str
+    metrics: dict[str, float]
+    best_epoch: int
+    history: list[dict[str, float]] = field(default_factory=list)
+    model_uri: str | None = None
+
+
+def ensure_default_corpus(root: Path, *, echo: Callable[[str], None] = print) -> None:
+    """Synthesise the full-scale corpus when the *default* data root does not exist yet."""
+    if root.exists() or Path(root) != DEFAULT_DATA_ROOT:
+        return
+    echo(
+        f"Data root {root}/ does not exist yet: writing the synthetic corpus there first "
+        "(full scale, seed 0; `ser-mlflow synthesize` does this explicitly)."
+    )
+    summary = write_synthetic_corpus(root, scale="full", seed=0, progress=True)
+    echo(
+        f"Synthetic corpus ready: {summary.n_frames} frames, "
+        f"{summary.bytes_written / 1e6:.0f} MB in {root}/"
+    )
+
+
+def prepare(cfg: TrainConfig) -> Prepared:
+    """Read the corpus, fit standardisation on Train frames only, shift training labels.
+
+    Raises:
+        DataError: bad or missing data (names the file and the problem).
+    """
+    corpus = load_corpus(cfg.data_root, cfg.feature_sets)
+    if len(corpus.attributes) != 3:
+        raise DataError(
+            f"{Path(cfg.data_root) / 'labels'}: the alpha/beta/gamma loss needs exactly 3 "
+            f"attributes (arousal, valence, liking); the label header has {corpus.attributes}"
+        )
+    train = corpus.partition("Train")
+    std = Standardizer().fit(train)
+    feats = {
+        p: [std.transform(r.features) for r in corpus.partition(p)]
+        for p in ("Train", "Devel", "Test")
+    }
+    targets, valid = [], []
+    for rec in train:
+        assert rec.labels is not None  # load_corpus guarantees labels for Train
+        y, ok = shift_labels(rec.labels, cfg.shift_frames)
+        targets.append(y.astype(np.float32))
+        valid.append(ok)
+    return Prepared(corpus, std, feats, targets, valid, cfg.shift_frames)
+
+
+def _batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """Length-bucketed batches that still vary between epochs.
+
+    Sorting by length with a random jitter of about one batch's length spread keeps the
+    padding small (work on padding is wasted) while batch composition and order change.
+    """
+    n = len(lengths)
+    spread = (lengths.max() - lengths.min() + 1) * min(1.0, batch_size / max(n, 1))
+    keys = lengths + rng.uniform(-0.5, 0.5, size=n) * spread
+    order = np.argsort(keys, kind="stable")
+    batches = [order[i : i + batch_size] for i in range(0, n, batch_size)]
+    rng.shuffle(batches)  # type: ignore[arg-type]
+    return batches
+
+
+def _pad_batch(
+    idx: np.ndarray, feats: list[np.ndarray], targets: list[np.ndarray], valid: list[np.ndarray]
+) -> tuple[np.ndarray, np.ndarray]:
+    from ser_mlflow.losses import pack_targets
+
+    longest = max(len(feats[i]) for i in idx)
+    x = np.zeros((len(idx), longest, feats[idx[0]].shape[1]), dtype=np.float32)
+    y = np.zeros((len(idx), longest, targets[idx[0]].shape[1]), dtype=np.float32)
+    m = np.zeros((len(idx), longest), dtype=np.float32)
+    for row, i in enumerate(idx):
+        t = len(feats[i])
+        x[row, :t] = feats[i]
+        y[row, :t] = targets[i]
+        m[row, :t] = valid[i]
+    return x, pack_targets(y, m)
+
+
+def predict_partition(model: Any, data: Prepared, partition: str) -> dict[str, np.ndarray]:
+    """Predictions per recording, shifted back so that they align with the labels."""
+    from ser_mlflow.model import predict_sequences
+
+    recs = data.corpus.partition(partition)
+    preds = predict_sequences(model, data.features[partition])
+    return {
+        r.name: unshift_predictions(p, data.shift_frames) for r, p in zip(recs, preds, strict=True)
+    }
+
+
+def score_partition(
+    data: Prepared, partition: str, preds: Mapping[str, np.ndarray], *, prefix: str
+) -> dict[str, float]:
+    recs = [r for r in data.corpus.partition(partition) if r.labels is not None]
+    if not recs:
+        return {}
+    golds = {r.name: np.asarray(r.labels, dtype=np.float64) for r in recs}
+    return score_recordings(
+        {r.name: preds[r.name] for r in recs},
+        golds,
+        {r.name: r.culture for r in recs},
+        data.attributes,
+        prefix=prefix,
+    )
+
+
+def fit_network(
+    cfg: TrainConfig,
+    data: Prepared,
+    *,
+    on_epoch: EpochCallback | None = None,
+    progress: bool = True,
+) -> tuple[Any, int, list[dict[str, float]]]:
+    """Train with per-epoch devel CCC; restore the best epoch's weights (devel CCC mean).
+
+    Returns:
+        (model, best_epoch, history) where history[i] holds epoch i+1's figures.
+    """
+    import keras
+    from tqdm.auto import tqdm
+
+    from ser_mlflow.model import build_model, compile_model
+
+    keras.utils.set_random_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    model = build_model(data.corpus.n_features, data.attributes, cfg.model)
+    compile_model(model, cfg.model, cfg.loss)
+    feats = data.features["Train"]
+    lengths = np.array([len(f) for f in feats])
+    best, best_epoch, best_weights = -np.inf, 0, model.get_weights()
+    history: list[dict[str, float]] = []
+    bar = tqdm(
+        range(1, cfg.epochs + 1),
+        desc="epochs",
+        unit="ep",
+        disable=not progress,
+        file=sys.stderr,
+        dynamic_ncols=True,
+    )
+    for epoch in bar:
+        t0 = time.perf_counter()
+        losses = []
+        for idx in _batches(lengths, cfg.batch_size, rng):
+            x, y = _pad_batch(idx, feats, data.train_targets, data.train_valid)
+            losses.append(float(np.asarray(model.train_on_batch(x, y))))
+        train_seconds = time.perf_counter() - t0
+        scores = score_partition(
+            data, "Devel", predict_partition(model, data, "Devel"), prefix="devel_"
+        )
+        row = {
+            "train_loss": float(np.mean(losses)),
+            "epoch_seconds": train_seconds,
+            **{k: v for k, v in scores.items() if k.startswith("devel_ccc_")},
+        }
+        if not np.isfinite(row["train_loss"]):
+            raise FloatingPointError(f"epoch {epoch}: training loss is {row['train_loss']}")
+        history.append(row)
+        tracking.log_metrics({f"epoch/{k}": v for k, v in row.items()}, step=epoch)
+        if row["devel_ccc_mean"] > best:
+            best, best_epoch, best_weights = row["devel_ccc_mean"], epoch, model.get_weights()
+        bar.set_postfix(
+            loss=f"{row['train_loss']:.3f}",
+            ccc=f"{row['devel_ccc_mean']:.3f}",
+            best=f"{best:.3f}@{best_epoch}",
+        )
+        if on_epoch is not None:
+            on_epoch(epoch, row)
+    bar.close()
+    model.set_weights(best_weights)
+    return model, best_epoch, history
+
+
+def _write_predictions(
+    out: Path, data: Prepared, partition: str, preds: Mapping[str, np.ndarray]
+) -> None:
+    for rec in data.corpus.partition(partition):
+        write_avec_csv(
+            out / f"{rec.name}.csv", rec.name, rec.timestamps, preds[rec.name], data.attributes
+        )
+
+
+def default_stage(cfg: TrainConfig) -> str:
+    return "unimodal" if len(cfg.feature_sets) == 1 else "bimodal"
+
+
+def run_tags(cfg: TrainConfig, data: Prepared, *, stage: str) -> dict[str, str]:
+    return {
+        tracking.TAG_STAGE: stage,
+        tracking.TAG_FEATURE_SETS: "+".join(cfg.feature_sets),
+        tracking.TAG_LOSS: cfg.loss.name,
+        tracking.TAG_DIGEST: data.corpus.digest,
+    }
+
+
+def train_in_active_run(
+    cfg: TrainConfig,
+    data: Prepared,
+    *,
+    stage: str | None = None,
+    on_epoch: EpochCallback | None = None,
+    progress: bool = True,
+    echo: Callable[[str], None] = print,
+) -> TrainResult:
+    """Do the whole training inside the already active MLflow run."""
+    import mlflow
+
+    run_id = mlflow.active_run().info.run_id  # type: ignore[union-attr]
+    stage = stage or default_stage(cfg)
+    tracking.log_params(cfg.to_params())
+    tracking.set_tags(run_tags(cfg, data, stage=stage))
+    corpus = data.corpus
+    tracking.log_dataset(
+        name=f"{Path(cfg.data_root).name}:{'+'.join(cfg.feature_sets)}",
+        source=cfg.data_root,
+        digest=corpus.digest,
+        context="training",
+        tags={"partitions": "Train,Devel,Test"},
+    )
+    model, best_epoch, history = fit_network(cfg, data, on_epoch=on_epoch, progress=progress)
+
+    preds = {
+        p: predict_partition(model, data, p) for p in ("Devel", "Test") if corpus.partition(p)
+    }
+    metrics = score_partition(data, "Devel", preds["Devel"], prefix="devel_")
+    if "Test" in preds:
+        metrics.update(score_partition(data, "Test", preds["Test"], prefix="test_"))
+    metrics["best_epoch"] = float(best_epoch)
+
+    with tempfile.TemporaryDirectory(prefix="ser-mlflow-") as tmp:
+        tmpdir = Path(tmp)
+        for part, p in preds.items():
+            _write_predictions(tmpdir / "predictions" / part.lower(), data, part, p)
+        tracking.log_artifact_dir(tmpdir / "predictions", "predictions")
+        from ser_mlflow import plots
+
+        tracking.log_figure(
+            plots.training_curves(history, best_epoch, data.attributes), "plots/ccc_per_epoch.png"
+        )
+        tracking.log_figure(
+            plots.traces(data.corpus.partition("Devel"), preds["Devel"], data.attributes),
+            "plots/devel_traces.png",
+        )
+        example = _input_example(data)
+        model_info = tracking.log_ser_model(
+            network=model,
+            preprocess=_preprocess_meta(cfg, data),
+            example=example,
+            example_output=_example_output(model, data, example),
+            workdir=tmpdir,
+            params=cfg.to_params(),
+        )
+    tracking.log_metrics(metrics, step=best_epoch, model_id=model_info.model_id)
+    tracking.log_text(
+        json.dumps(
+            {"config": cfg.as_dict(), "best_epoch": best_epoch, "history": history},
+            indent=2,
+            default=str,
+        ),
+        "training_summary.json",
+    )
+    return TrainResult(run_id, metrics, best_epoch, history, model_info.model_uri)
+
+
+def _preprocess_meta(cfg: TrainConfig, data: Prepared) -> dict[str, Any]:
+    return {
+        "feature_sets": list(cfg.feature_sets),
+        "feature_columns": list(data.corpus.feature_columns),
+        "attributes": list(data.attributes),
+        "shift_frames": cfg.shift_frames,
+        "standardizer": data.standardizer.to_dict(),
+        "network": {"units": list(cfg.model.units), "dropout": cfg.model.dropout},
+        "data_digest": data.corpus.digest,
+    }
+
+
+def _input_example(data: Prepared) -> Any:
+    from ser_mlflow.pyfunc import recordings_frame
+
+    rec: Recording = data.corpus.partition("Devel")[0]
+    n = min(20, len(rec.features))
+    return recordings_frame(
+        [rec.name], [rec.timestamps[:n]], [rec.features[:n]], data.corpus.feature_columns
+    )
+
+
+def _example_output(model: Any, data: Prepared, example: Any) -> Any:
+    """What the pyfunc returns for ``example`` (for the logged signature)."""
+    from ser_mlflow.model import predict_sequences
+
+    feats = example[list(data.corpus.feature_columns)].to_numpy(dtype=np.float32)
+    pred = predict_sequences(model, [data.standardizer.transform(feats)])[0]
+    out = example[["name", "timestamp"]].copy()
+    for j, attr in enumerate(data.attributes):
+        out[attr] = unshift_predictions(pred, data.shift_frames)[:, j]
+    return out
+
+
+def run_training(
+    cfg: TrainConfig,
+    *,
+    run_name: str | None = None,
+    stage: str | None = None,
+    extra_tags: Mapping[str, str] | None = None,
+    nested: bool = False,
+    progress: bool = True,
+    echo: Callable[[str], None] = print,
+    data: Prepared | None = None,
+) -> TrainResult:
+    """Open a run, train, and close it FINISHED (or FAILED/KILLED with the reason).
+
+    Data are read before the run opens when not given, so a bad data root leaves no run.
+
+    Raises:
+        DataError: bad input data (before any run exists).
+    """
+    ensure_default_corpus(Path(cfg.data_root), echo=echo)
+    data = data or prepare(cfg)
+    name = run_name or f"{'+'.join(cfg.feature_sets)}-{cfg.loss.name}-s{cfg.seed}"
+    tags = {**run_tags(cfg, data, stage=stage or default_stage(cfg)), **(extra_tags or {})}
+    with tracking.run_context(
+        experiment=cfg.experiment, run_name=name, tags=tags, nested=nested
+    ) as run:
+        result = train_in_active_run(cfg, data, stage=stage, progress=progress, echo=echo)
+        echo(f"run {run.info.run_id} ({name}) finished: best epoch {result.best_epoch}")
+    return result

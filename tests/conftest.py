@@ -1,0 +1,43 @@
+"""Shared fixtures: a private SQLite tracking store per test, tiny synthetic corpora."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data" / "avec2019_ces_devel"
+
+
+@pytest.fixture
+def tracking_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A fresh sqlite store in tmp, cwd moved there; asserts no run is left active."""
+    import mlflow
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_ID", raising=False)
+    monkeypatch.chdir(tmp_path)
+    mlflow.set_tracking_uri(uri)
+    yield uri
+    active = mlflow.active_run()
+    while mlflow.active_run() is not None:
+        mlflow.end_run()
+    assert active is None, f"run {active.info.run_id} was left active"
+
+
+@pytest.fixture(scope="session")
+def tiny_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny synthetic corpus (written once per session)."""
+    from ser_mlflow.data import write_synthetic_corpus
+
+    root = tmp_path_factory.mktemp("tiny") / "corpus"
+    write_synthetic_corpus(root, scale="tiny", seed=0)
+    return root
