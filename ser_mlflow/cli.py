@@ -14,6 +14,8 @@ from typing import Any
 
 import click
 
+from ser_mlflow._quiet import import_tensorflow_quietly
+
 from ser_mlflow.config import (
     DEFAULT_DATA_ROOT,
     DEFAULT_EXPERIMENT,
@@ -27,6 +29,7 @@ from ser_mlflow.config import (
 )
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
 def _optional_float(value: str | float | None, name: str) -> float | None:
@@ -188,6 +191,7 @@ def train(feature_sets: str, **kw: Any) -> None:
     from ser_mlflow.train import run_training
 
     cfg = build_train_config(feature_sets=feature_sets, **kw)
+    import_tensorflow_quietly()
     click.echo(
         f"Training on {'+'.join(cfg.feature_sets)} with {cfg.loss.name} "
         f"(alpha={cfg.loss.alpha:g}, beta={cfg.loss.beta:g}, gamma={cfg.loss.gamma:g}), "

@@ -86,3 +86,39 @@ def traces(
     fig.tight_layout()
     plt.close(fig)
     return fig
+
+
+def ranking_bars(table: Any, rank_metric: str) -> Any:
+    """Horizontal bars of a sweep's runs by the ranking metric, best on top."""
+    df = table.sort_values(rank_metric, ascending=True)
+    fig, ax = plt.subplots(figsize=(7, 0.35 * len(df) + 1.4))
+    labels = df["run"].astype(str).tolist()
+    ax.barh(labels, df[rank_metric], color="#4c72b0")
+    for y, v in enumerate(df[rank_metric]):
+        ax.text(v, y, f" {v:.3f}", va="center", fontsize=8)
+    ax.set(xlabel=rank_metric.replace("_", " "), title=f"Runs ranked by {rank_metric}")
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
+
+
+def compare_bars(table: Any, attributes: Sequence[str] = ("arousal", "valence", "liking")) -> Any:
+    """Grouped bars: devel CCC per attribute and mean for each loss, error bars = std."""
+    cols = [*attributes, "mean"]
+    x = np.arange(len(table))
+    width = 0.8 / len(cols)
+    fig, ax = plt.subplots(figsize=(8, 4))
+    for i, col in enumerate(cols):
+        std = table[f"{col}_std"].fillna(0.0)
+        ax.bar(x + (i - (len(cols) - 1) / 2) * width, table[f"{col}_mean"], width,
+               yerr=std, capsize=2, label=col, color=_color(col, i),
+               alpha=0.95 if col == "mean" else 0.75)
+    ax.set_xticks(x, table["loss"])
+    ax.set(ylabel="devel CCC (mean ± std over seeds)", title="STL vs MTL losses")
+    ax.axhline(0, color="black", lw=0.6)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8, ncols=len(cols))
+    fig.tight_layout()
+    plt.close(fig)
+    return fig

@@ -26,7 +26,8 @@ DEFAULT_ARTIFACT_DIR = "mlartifacts"
 TAG_STAGE = "ser.stage"
 TAG_FEATURE_SETS = "ser.feature_sets"
 TAG_LOSS = "ser.loss"
-TAG_DIGEST = "ser.data_digest"
+TAG_DIGEST = "ser.data_digest"  # identity of the data root (all feature sets)
+TAG_CONTENT_DIGEST = "ser.content_digest"  # sha256 of the bytes this run read
 TAG_ERROR = "ser.error"
 
 
@@ -160,7 +161,11 @@ def log_dataset(
     from mlflow.data.dataset_source_registry import resolve_dataset_source
     from mlflow.data.meta_dataset import MetaDataset
 
-    src = resolve_dataset_source(Path(source).resolve().as_uri())
+    import warnings
+
+    with warnings.catch_warnings():  # local paths match two equivalent source types
+        warnings.simplefilter("ignore", UserWarning)
+        src = resolve_dataset_source(Path(source).resolve().as_uri())
     ds = MetaDataset(source=src, name=name, digest=digest[:36])
     mlflow.log_input(ds, context=context, tags=dict(tags or {}))
 
@@ -184,7 +189,23 @@ def log_metrics(
 
 
 def log_params(params: Mapping[str, Any]) -> None:
-    mlflow.log_params({k: str(v) for k, v in params.items()})
+    """Log params; keep values ``mlflow run`` already logged from the entry point.
+
+    ``mlflow run`` records the raw entry-point values (e.g. ``alpha=''`` for a preset
+    loss) and MLflow forbids changing a param, so a resolved value that differs is logged
+    as ``<key>_effective`` beside the raw one.
+    """
+    active = mlflow.active_run()
+    existing = MlflowClient().get_run(active.info.run_id).data.params if active else {}
+    out = {}
+    for k, v in params.items():
+        value = str(v)
+        if k not in existing:
+            out[k] = value
+        elif existing[k] != value:
+            out[f"{k}_effective"] = value
+    if out:
+        mlflow.log_params(out)
 
 
 def set_tags(tags: Mapping[str, Any]) -> None:
@@ -277,7 +298,6 @@ def log_ser_model(
     from mlflow.models import infer_signature
 
     import ser_mlflow
-    from ser_mlflow.pyfunc import SERModel
 
     workdir.mkdir(parents=True, exist_ok=True)
     net_path = workdir / "network.keras"
@@ -286,7 +306,7 @@ def log_ser_model(
     meta_path.write_text(json.dumps(dict(preprocess), indent=1))
     return mlflow.pyfunc.log_model(
         name=name,
-        python_model=SERModel(),
+        python_model=str(Path(ser_mlflow.__file__).parent / "pyfunc_entry.py"),
         artifacts={"network": str(net_path), "preprocess": str(meta_path)},
         signature=infer_signature(example, example_output),
         input_example=example,

@@ -31,6 +31,7 @@ from ser_mlflow.data import (
     write_avec_csv,
     write_synthetic_corpus,
 )
+from ser_mlflow.data.fingerprint import corpus_fingerprint
 from ser_mlflow.metrics import score_recordings
 
 EpochCallback = Callable[[int, Mapping[str, float]], None]
@@ -171,6 +172,9 @@ def fit_network(
 ) -> tuple[Any, int, list[dict[str, float]]]:
     """Train with per-epoch devel CCC; restore the best epoch's weights (devel CCC mean).
 
+    No MLflow here: ``on_epoch`` receives each epoch's figures (the caller logs them, or
+    prunes by raising).
+
     Returns:
         (model, best_epoch, history) where history[i] holds epoch i+1's figures.
     """
@@ -213,7 +217,6 @@ def fit_network(
         if not np.isfinite(row["train_loss"]):
             raise FloatingPointError(f"epoch {epoch}: training loss is {row['train_loss']}")
         history.append(row)
-        tracking.log_metrics({f"epoch/{k}": v for k, v in row.items()}, step=epoch)
         if row["devel_ccc_mean"] > best:
             best, best_epoch, best_weights = row["devel_ccc_mean"], epoch, model.get_weights()
         bar.set_postfix(
@@ -246,7 +249,8 @@ def run_tags(cfg: TrainConfig, data: Prepared, *, stage: str) -> dict[str, str]:
         tracking.TAG_STAGE: stage,
         tracking.TAG_FEATURE_SETS: "+".join(cfg.feature_sets),
         tracking.TAG_LOSS: cfg.loss.name,
-        tracking.TAG_DIGEST: data.corpus.digest,
+        tracking.TAG_DIGEST: corpus_fingerprint(cfg.data_root),
+        tracking.TAG_CONTENT_DIGEST: data.corpus.digest,
     }
 
 
@@ -274,7 +278,13 @@ def train_in_active_run(
         context="training",
         tags={"partitions": "Train,Devel,Test"},
     )
-    model, best_epoch, history = fit_network(cfg, data, on_epoch=on_epoch, progress=progress)
+
+    def log_epoch(epoch: int, row: Mapping[str, float]) -> None:
+        tracking.log_metrics({f"epoch/{k}": v for k, v in row.items()}, step=epoch)
+        if on_epoch is not None:
+            on_epoch(epoch, row)
+
+    model, best_epoch, history = fit_network(cfg, data, on_epoch=log_epoch, progress=progress)
 
     preds = {
         p: predict_partition(model, data, p) for p in ("Devel", "Test") if corpus.partition(p)
@@ -363,21 +373,36 @@ def run_training(
     progress: bool = True,
     echo: Callable[[str], None] = print,
     data: Prepared | None = None,
+    on_epoch: EpochCallback | None = None,
+    prepare_in_run: bool = False,
 ) -> TrainResult:
     """Open a run, train, and close it FINISHED (or FAILED/KILLED with the reason).
 
-    Data are read before the run opens when not given, so a bad data root leaves no run.
+    Data are read before the run opens when not given, so a bad data root leaves no run;
+    sweeps pass ``prepare_in_run=True`` so that a bad feature set shows up as a FAILED
+    child with its error.
 
     Raises:
-        DataError: bad input data (before any run exists).
+        DataError: bad input data.
     """
     ensure_default_corpus(Path(cfg.data_root), echo=echo)
-    data = data or prepare(cfg)
+    if data is None and not prepare_in_run:
+        data = prepare(cfg)
     name = run_name or f"{'+'.join(cfg.feature_sets)}-{cfg.loss.name}-s{cfg.seed}"
-    tags = {**run_tags(cfg, data, stage=stage or default_stage(cfg)), **(extra_tags or {})}
+    tags = {
+        tracking.TAG_STAGE: stage or default_stage(cfg),
+        tracking.TAG_FEATURE_SETS: "+".join(cfg.feature_sets),
+        tracking.TAG_LOSS: cfg.loss.name,
+        **(extra_tags or {}),
+    }
     with tracking.run_context(
         experiment=cfg.experiment, run_name=name, tags=tags, nested=nested
     ) as run:
-        result = train_in_active_run(cfg, data, stage=stage, progress=progress, echo=echo)
+        if data is None:
+            tracking.log_params(cfg.to_params())
+            data = prepare(cfg)
+        result = train_in_active_run(
+            cfg, data, stage=stage, progress=progress, echo=echo, on_epoch=on_epoch
+        )
         echo(f"run {run.info.run_id} ({name}) finished: best epoch {result.best_epoch}")
     return result

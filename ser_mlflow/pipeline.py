@@ -1,0 +1,367 @@
+"""Sweeps and the full chain: unimodal, bimodal, compare, and `main` from a config file.
+
+Every step is a parent run (``ser.stage=pipeline``) whose children are ordinary training
+runs. A training run is identified by a key over entry point, string-normalised params,
+code version and corpus fingerprint (``ser.run_key``); a step by the same over its own
+params (``ser.step_key``). Finished runs with the same key are reused instead of rerun,
+unless ``force``. The corpus fingerprint is part of every query, so runs of different
+data roots never mix.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ser_mlflow import tracking
+from ser_mlflow.config import LOSS_PRESETS, LossConfig, TrainConfig
+from ser_mlflow.data import list_feature_sets
+from ser_mlflow.data.fingerprint import corpus_fingerprint
+
+Echo = Callable[[str], None]
+ATTRS_DEFAULT = ("arousal", "valence", "liking")
+
+
+def code_version() -> str:
+    """Hash of the package's source: any change to the code that trains changes it."""
+    h = hashlib.sha256()
+    pkg = Path(__file__).parent
+    for path in sorted(pkg.rglob("*.py")):
+        h.update(path.relative_to(pkg).as_posix().encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def normalise_params(params: Mapping[str, Any]) -> dict[str, str]:
+    """Params as the strings MLflow stores, with numbers in one canonical spelling."""
+    out = {}
+    for k, v in sorted(params.items()):
+        if isinstance(v, bool):
+            out[k] = str(v).lower()
+            continue
+        try:
+            f = float(v)
+            out[k] = repr(int(f)) if f.is_integer() and "." not in str(v) else repr(f)
+        except (TypeError, ValueError):
+            out[k] = str(v)
+    return out
+
+
+def make_key(entry_point: str, params: Mapping[str, Any], fingerprint: str) -> str:
+    blob = json.dumps(
+        {"entry_point": entry_point, "params": normalise_params(params),
+         "code": code_version(), "data": fingerprint},
+        sort_keys=True,
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()[:24]
+
+
+def find_finished(key_tag: str, key: str) -> str | None:
+    """Id of the newest FINISHED run carrying ``key_tag = key`` (paged search)."""
+    runs = tracking.search_runs(
+        filter_string=f"tags.`{key_tag}` = '{key}' and attributes.status = 'FINISHED'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
+    return runs[0].info.run_id if runs else None
+
+
+@dataclass
+class ChildOutcome:
+    label: str
+    cfg: TrainConfig
+    run_id: str | None
+    status: str  # FINISHED, REUSED, FAILED
+    metrics: dict[str, float] = field(default_factory=dict)
+    error: str = ""
+
+
+def train_child(
+    cfg: TrainConfig, *, stage: str, fingerprint: str, force: bool, label: str,
+    extra_tags: Mapping[str, str] | None = None, echo: Echo = print,
+) -> ChildOutcome:
+    """Train one child run under the active parent, or reuse an identical finished run.
+
+    A failure is recorded on the child (FAILED, with the error) and returned, not raised,
+    so that a sweep goes on; Ctrl-C still stops everything.
+    """
+    import mlflow
+
+    from ser_mlflow.train import run_training
+
+    params = {**cfg.to_params(), "stage": stage}
+    key = make_key("train", params, fingerprint)
+    if not force and (rid := find_finished("ser.run_key", key)):
+        run = mlflow.get_run(rid)
+        return ChildOutcome(label, cfg, rid, "REUSED", dict(run.data.metrics))
+    tags = {"ser.run_key": key, tracking.TAG_DIGEST: fingerprint,
+            "ser.code_version": code_version(), **(extra_tags or {})}
+    try:
+        res = run_training(cfg, run_name=label, stage=stage, extra_tags=tags, nested=True,
+                           progress=False, echo=lambda s: None, prepare_in_run=True)
+        return ChildOutcome(label, cfg, res.run_id, "FINISHED", res.metrics)
+    except Exception as exc:  # a failed child must not stop the sweep
+        failed = tracking.search_runs(
+            filter_string=f"tags.`ser.run_key` = '{key}' and attributes.status = 'FAILED'",
+            order_by=["attributes.start_time DESC"], max_results=1,
+        )
+        msg = f"{type(exc).__name__}: {exc}"
+        echo(f"  ! {label} failed: {msg}")
+        return ChildOutcome(label, cfg, failed[0].info.run_id if failed else None, "FAILED",
+                            error=msg)
+
+
+def outcomes_table(outcomes: Sequence[ChildOutcome], *, rank_metric: str) -> pd.DataFrame:
+    """One row per child with the devel CCC columns, ranked by ``rank_metric``."""
+    rows = []
+    for o in outcomes:
+        row: dict[str, Any] = {"run": o.label, "feature_sets": "+".join(o.cfg.feature_sets),
+                               "loss": o.cfg.loss.name, "seed": o.cfg.seed, "status": o.status,
+                               "run_id": o.run_id or ""}
+        for a in (*ATTRS_DEFAULT, "mean"):
+            row[f"devel_ccc_{a}"] = o.metrics.get(f"devel_ccc_{a}", np.nan)
+        if rank_metric not in row:
+            row[rank_metric] = o.metrics.get(rank_metric, np.nan)
+        row["error"] = o.error
+        rows.append(row)
+    df = pd.DataFrame(rows)
+    if df.empty:
+        return df
+    df = df.sort_values(rank_metric, ascending=False, na_position="last").reset_index(drop=True)
+    df.insert(0, "rank", range(1, len(df) + 1))
+    return df
+
+
+def print_table(df: pd.DataFrame, echo: Echo, columns: Sequence[str]) -> None:
+    cols = [c for c in columns if c in df.columns]
+    echo(df[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+
+
+def log_table(df: pd.DataFrame, name: str) -> None:
+    """CSV + Markdown artifacts of a result table."""
+    tracking.log_text(df.to_csv(index=False), f"{name}.csv")
+    tracking.log_text(df.to_markdown(index=False, floatfmt=".3f") if _has_tabulate()
+                      else _markdown(df), f"{name}.md")
+
+
+def _has_tabulate() -> bool:
+    try:
+        import tabulate  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _markdown(df: pd.DataFrame) -> str:
+    def cell(v: Any) -> str:
+        return f"{v:.3f}" if isinstance(v, float) else str(v)
+
+    head = "| " + " | ".join(df.columns) + " |"
+    sep = "|" + "|".join("---" for _ in df.columns) + "|"
+    body = ["| " + " | ".join(cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    return "\n".join([head, sep, *body]) + "\n"
+
+
+@dataclass
+class StepResult:
+    step: str
+    parent_run_id: str
+    table: pd.DataFrame
+    outcomes: list[ChildOutcome]
+    reused: bool = False
+
+    @property
+    def failures(self) -> list[ChildOutcome]:
+        return [o for o in self.outcomes if o.status == "FAILED"]
+
+
+def _sweep(
+    step: str,
+    configs: Sequence[tuple[str, TrainConfig, str]],
+    *,
+    base: TrainConfig,
+    step_params: Mapping[str, Any],
+    rank_metric: str,
+    force: bool,
+    echo: Echo,
+    after: Callable[[StepResult], None] | None = None,
+) -> StepResult:
+    """Run children (label, config, stage) under one parent run; log the ranking."""
+    import mlflow
+    from tqdm.auto import tqdm
+
+    fingerprint = corpus_fingerprint(base.data_root)
+    step_key = make_key(step, step_params, fingerprint)
+    if not force and (rid := find_finished("ser.step_key", step_key)):
+        table = pd.read_csv(mlflow.artifacts.download_artifacts(
+            run_id=rid, artifact_path="ranking.csv"))
+        echo(f"[{step}] reusing finished run {rid} (same params, code and data)")
+        return StepResult(step, rid, table, [], reused=True)
+    tags = {tracking.TAG_STAGE: "pipeline", "ser.step": step, "ser.step_key": step_key,
+            tracking.TAG_DIGEST: fingerprint, "ser.code_version": code_version()}
+    with tracking.run_context(experiment=base.experiment, run_name=f"{step}", tags=tags) as run:
+        tracking.log_params({k: v for k, v in step_params.items() if k != "data_root"}
+                            | {"data_root": str(base.data_root)})
+        outcomes = []
+        bar = tqdm(configs, desc=step, unit="run", file=sys.stderr, dynamic_ncols=True)
+        for label, cfg, stage in bar:
+            bar.set_postfix_str(label)
+            outcomes.append(train_child(cfg, stage=stage, fingerprint=fingerprint, force=force,
+                                        label=label, echo=echo,
+                                        extra_tags={"ser.parent_step": step}))
+        bar.close()
+        table = outcomes_table(outcomes, rank_metric=rank_metric)
+        log_table(table, "ranking")
+        reused = [o.run_id for o in outcomes if o.status == "REUSED"]
+        failed = [o for o in outcomes if o.status == "FAILED"]
+        tracking.set_tags({"ser.children": ",".join(o.run_id or "" for o in outcomes),
+                           "ser.reused_runs": ",".join(r or "" for r in reused),
+                           "ser.failures": "; ".join(f"{o.label}: {o.error}" for o in failed)
+                           or "none"})
+        tracking.log_metrics({"n_runs": len(outcomes), "n_failed": len(failed),
+                              "n_reused": len(reused)})
+        ok = table[table["status"] != "FAILED"] if not table.empty else table
+        if not ok.empty:
+            from ser_mlflow import plots
+
+            tracking.log_figure(plots.ranking_bars(ok, rank_metric), "plots/ranking.png")
+            tracking.log_metrics({f"best_{rank_metric}": float(ok[rank_metric].max())})
+        result = StepResult(step, run.info.run_id, table, outcomes)
+        if after is not None:
+            after(result)
+    echo(f"\n[{step}] {len(outcomes)} runs ({len(reused)} reused, {len(failed)} failed), "
+         f"parent run {result.parent_run_id}")
+    print_table(table, echo, ["rank", "run", "status", "devel_ccc_arousal", "devel_ccc_valence",
+                              "devel_ccc_liking", "devel_ccc_mean"])
+    for o in failed:
+        echo(f"  FAILED {o.label}: {o.error}")
+    return result
+
+
+def unimodal(
+    base: TrainConfig, *, feature_sets: Sequence[str] | None = None, force: bool = False,
+    rank_metric: str = "devel_ccc_mean", echo: Echo = print,
+) -> StepResult:
+    """One child per feature set (all found in the data root by default)."""
+    sets = list(feature_sets) if feature_sets else list(list_feature_sets(base.data_root))
+    configs = [(s, replace(base, feature_sets=(s,)), "unimodal") for s in sets]
+    params = {**base.to_params(), "feature_sets": ",".join(sets), "rank_metric": rank_metric}
+    return _sweep("unimodal", configs, base=base, step_params=params, rank_metric=rank_metric,
+                  force=force, echo=echo)
+
+
+def top_runs(
+    *, stage: str, fingerprint: str, rank_metric: str, k: int,
+    extra_filter: str = "",
+) -> list[Any]:
+    """The tracking server's top-k FINISHED runs of a stage on this corpus, one per set."""
+    flt = (f"tags.`ser.stage` = '{stage}' and tags.`ser.data_digest` = '{fingerprint}'"
+           f" and attributes.status = 'FINISHED'")
+    if extra_filter:
+        flt += f" and {extra_filter}"
+    runs = tracking.search_runs(filter_string=flt, order_by=[f"metrics.`{rank_metric}` DESC"])
+    best: dict[str, Any] = {}
+    for r in runs:  # several runs of one feature set: the best one represents it
+        fs = r.data.tags.get(tracking.TAG_FEATURE_SETS, "")
+        if fs not in best and rank_metric in r.data.metrics:
+            best[fs] = r
+    return sorted(best.values(), key=lambda r: -r.data.metrics[rank_metric])[:k]
+
+
+def bimodal(
+    base: TrainConfig, *, top_k: int = 7, rank_metric: str = "devel_ccc_mean",
+    force: bool = False, echo: Echo = print,
+) -> StepResult:
+    """Every pair of the top-k unimodal feature sets, by concatenation.
+
+    Raises:
+        ValueError: fewer than two unimodal runs on this corpus, or ``top_k`` < 2.
+    """
+    if top_k < 2:
+        raise ValueError(f"top_k: expected at least 2 feature sets to pair, got {top_k}")
+    fingerprint = corpus_fingerprint(base.data_root)
+    runs = top_runs(stage="unimodal", fingerprint=fingerprint, rank_metric=rank_metric,
+                    k=top_k, extra_filter=f"params.loss = '{base.loss.name}'")
+    if len(runs) < 2:
+        raise ValueError(
+            f"top_k: bimodal needs at least 2 finished unimodal runs with loss "
+            f"{base.loss.name} on {base.data_root} (metric {rank_metric}); found {len(runs)}. "
+            "Run `ser-mlflow unimodal` first."
+        )
+    if len(runs) < top_k:
+        echo(f"[bimodal] only {len(runs)} unimodal feature sets available (top_k={top_k})")
+    sets = [r.data.tags[tracking.TAG_FEATURE_SETS] for r in runs]
+    echo(f"[bimodal] top {len(sets)} by {rank_metric}: {', '.join(sets)}")
+    pairs = list(itertools.combinations(sets, 2))
+    configs = [(f"{a}+{b}", replace(base, feature_sets=(a, b)), "bimodal") for a, b in pairs]
+    params = {**base.to_params(), "feature_sets": ",".join(sets), "top_k": top_k,
+              "rank_metric": rank_metric}
+    return _sweep("bimodal", configs, base=base, step_params=params, rank_metric=rank_metric,
+                  force=force, echo=echo)
+
+
+COMPARE_LOSSES = ("STL1", "STL2", "STL3", "MTL1", "MTL2")
+
+
+def compare_table(outcomes: Sequence[ChildOutcome]) -> pd.DataFrame:
+    """The paper's Table 2: mean ± std over seeds per loss, per attribute and average."""
+    rows = []
+    for loss in COMPARE_LOSSES:
+        ok = [o for o in outcomes if o.cfg.loss.name == loss and o.status != "FAILED"]
+        row: dict[str, Any] = {"loss": loss, "n_seeds": len(ok)}
+        for a in (*ATTRS_DEFAULT, "mean"):
+            vals = np.array([o.metrics.get(f"devel_ccc_{a}", np.nan) for o in ok], dtype=float)
+            row[f"{a}_mean"] = float(np.mean(vals)) if len(vals) else np.nan
+            row[f"{a}_std"] = float(np.std(vals, ddof=1)) if len(vals) > 1 else np.nan
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def format_compare(df: pd.DataFrame) -> str:
+    cols = [*ATTRS_DEFAULT, "mean"]
+    lines = [f"{'loss':<6}{'seeds':>6}" + "".join(f"{c:>17}" for c in cols)]
+    for r in df.itertuples(index=False):
+        d = r._asdict()
+        lines.append(f"{d['loss']:<6}{d['n_seeds']:>6}" + "".join(
+            f"{d[c + '_mean']:>10.3f} ± {d[c + '_std']:<4.3f}" for c in cols))
+    return "\n".join(lines)
+
+
+def compare(
+    base: TrainConfig, *, feature_set: str = "fau", seeds: Sequence[int] = (0, 1, 2),
+    force: bool = False, echo: Echo = print,
+) -> StepResult:
+    """STL1, STL2, STL3, MTL1 and MTL2 on one feature set over several seeds."""
+    configs = [
+        (f"{loss}-s{seed}",
+         replace(base, feature_sets=(feature_set,), seed=int(seed),
+                 loss=LossConfig.from_name(loss)), "compare")
+        for seed in seeds for loss in LOSS_PRESETS
+    ]
+    params = {**base.to_params(), "feature_sets": feature_set,
+              "seeds": ",".join(str(s) for s in seeds)}
+    params.pop("loss"), params.pop("alpha"), params.pop("beta"), params.pop("gamma")
+
+    def log_comparison(result: StepResult) -> None:
+        from ser_mlflow import plots
+
+        table = compare_table(result.outcomes)
+        log_table(table, "comparison")
+        tracking.log_figure(plots.compare_bars(table), "plots/comparison.png")
+        for r in table.itertuples(index=False):
+            d = r._asdict()
+            tracking.log_metrics({f"{d['loss']}_devel_ccc_{a}": d[f"{a}_mean"]
+                                  for a in (*ATTRS_DEFAULT, "mean") if d[f"{a}_mean"] == d[f"{a}_mean"]})
+        echo("\n" + format_compare(table))
+
+    return _sweep("compare", configs, base=base, step_params=params,
+                  rank_metric="devel_ccc_mean", force=force, echo=echo, after=log_comparison)
