@@ -41,4 +41,7 @@ def import_tensorflow_quietly() -> None:
 
         tf.config.list_physical_devices()
         import keras  # noqa: F401
+    # Python-side TF warnings (e.g. retracing notices when several models are built in one
+    # sweep process) are about TF internals, not the user's run.
+    tf.get_logger().setLevel("ERROR")
     _done = True

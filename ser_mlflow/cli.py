@@ -15,7 +15,6 @@ from typing import Any
 import click
 
 from ser_mlflow._quiet import import_tensorflow_quietly
-
 from ser_mlflow.config import (
     DEFAULT_DATA_ROOT,
     DEFAULT_EXPERIMENT,
@@ -200,6 +199,114 @@ def train(feature_sets: str, **kw: Any) -> None:
     result = run_training(cfg, echo=click.echo)
     click.echo(format_scores(result.metrics))
     click.echo(tracking.ui_hint())
+
+
+TRAIN_DEFAULTS: dict[str, Any] = {
+    "data_root": str(DEFAULT_DATA_ROOT), "loss": "MTL2", "alpha": None, "beta": None,
+    "gamma": None, "epochs": 50, "batch_size": 34, "units": "256,128,64", "dropout": 0.4,
+    "lr": 5e-4, "shift_frames": 1, "seed": 0, "experiment": DEFAULT_EXPERIMENT,
+}
+
+
+def config_from_options(*, feature_sets: str = DEFAULT_FEATURE_SET, **kw: Any) -> TrainConfig:
+    """A TrainConfig from a partial dict of `train` options (config files use this)."""
+    unknown = set(kw) - set(TRAIN_DEFAULTS)
+    if unknown:
+        raise ValueError(f"train options: unknown {sorted(unknown)}; "
+                         f"expected some of {sorted(TRAIN_DEFAULTS)}")
+    merged = {**TRAIN_DEFAULTS, **kw}
+    for key in ("epochs", "batch_size", "shift_frames", "seed"):
+        merged[key] = int(merged[key])
+    merged["dropout"], merged["lr"] = float(merged["dropout"]), float(merged["lr"])
+    merged["units"] = ",".join(str(u) for u in merged["units"]) if isinstance(
+        merged["units"], list | tuple) else str(merged["units"])
+    return build_train_config(feature_sets=feature_sets, **merged)
+
+
+@main.command()
+@click.option("--feature-sets", default="all", show_default=True,
+              help="Feature sets to sweep, joined by ',' ('all' = every folder in the data root).")
+@click.option("--rank-metric", default="devel_ccc_mean", show_default=True)
+@click.option("--force", is_flag=True, help="Retrain even when an identical run finished.")
+@training_options
+@user_errors
+def unimodal(feature_sets: str, rank_metric: str, force: bool, **kw: Any) -> None:
+    """Train one child run per feature set under one parent, and rank them."""
+    from ser_mlflow import pipeline, tracking
+
+    base = build_train_config(feature_sets=DEFAULT_FEATURE_SET, **kw)
+    import_tensorflow_quietly()
+    sets = None if feature_sets.strip().lower() in ("all", "") else [
+        s.strip() for s in feature_sets.replace("+", ",").split(",") if s.strip()]
+    from ser_mlflow.train import ensure_default_corpus
+
+    ensure_default_corpus(base.data_root, echo=click.echo)
+    pipeline.unimodal(base, feature_sets=sets, force=force, rank_metric=rank_metric,
+                      echo=click.echo)
+    click.echo(tracking.ui_hint())
+
+
+@main.command()
+@click.option("--top-k", type=click.IntRange(min=2), default=7, show_default=True,
+              help="Pair every two of the best K unimodal feature sets.")
+@click.option("--rank-metric", default="devel_ccc_mean", show_default=True)
+@click.option("--force", is_flag=True, help="Retrain even when an identical run finished.")
+@training_options
+@user_errors
+def bimodal(top_k: int, rank_metric: str, force: bool, **kw: Any) -> None:
+    """Early fusion: train all pairs of the top-K unimodal feature sets (from the server)."""
+    from ser_mlflow import pipeline, tracking
+
+    base = build_train_config(feature_sets=DEFAULT_FEATURE_SET, **kw)
+    import_tensorflow_quietly()
+    pipeline.bimodal(base, top_k=top_k, rank_metric=rank_metric, force=force, echo=click.echo)
+    click.echo(tracking.ui_hint())
+
+
+@main.command()
+@click.option("--feature-set", default=DEFAULT_FEATURE_SET, show_default=True)
+@click.option("--seeds", default="0,1,2", show_default=True, help="Seeds joined by ','.")
+@click.option("--force", is_flag=True, help="Retrain even when an identical run finished.")
+@training_options
+@user_errors
+def compare(feature_set: str, seeds: str, force: bool, **kw: Any) -> None:
+    """STL1, STL2, STL3, MTL1 and MTL2 on one feature set over several seeds (Table 2)."""
+    from ser_mlflow import pipeline, tracking
+
+    try:
+        seed_list = [int(s) for s in seeds.split(",") if s.strip()]
+    except ValueError:
+        raise ValueError(f"seeds: expected integers joined by ',', got {seeds!r}") from None
+    if not seed_list:
+        raise ValueError("seeds: expected at least one seed")
+    base = build_train_config(feature_sets=feature_set, **kw)
+    import_tensorflow_quietly()
+    from ser_mlflow.train import ensure_default_corpus
+
+    ensure_default_corpus(base.data_root, echo=click.echo)
+    pipeline.compare(base, feature_set=feature_set, seeds=seed_list, force=force,
+                     echo=click.echo)
+    click.echo(tracking.ui_hint())
+
+
+@main.command(name="main")
+@click.option("--config", "config_path", type=click.Path(path_type=Path),
+              default=Path("experiments/demo.yaml"), show_default=True)
+@click.option("--force", is_flag=True, help="Rerun every step even when it already ran.")
+@user_errors
+def main_chain(config_path: Path, force: bool) -> None:
+    """The whole chain from a config file; steps that already ran are reused."""
+    from ser_mlflow import pipeline, tracking
+
+    import_tensorflow_quietly()
+    pipeline.run_chain(config_path, force=force, echo=click.echo,
+                       build_config=config_from_options, extra_steps=chain_plugins())
+    click.echo(tracking.ui_hint())
+
+
+def chain_plugins() -> dict[str, Any]:
+    """Steps of `main` implemented outside `pipeline` (registered when available)."""
+    return {}
 
 
 def format_scores(metrics: dict[str, float]) -> str:

@@ -10,6 +10,7 @@ data roots never mix.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import json
@@ -31,13 +32,32 @@ Echo = Callable[[str], None]
 ATTRS_DEFAULT = ("arousal", "valence", "liking")
 
 
+#: Modules whose source determines what a training run produces.
+TRAINING_CODE = (
+    "config.py",
+    "data",
+    "losses.py",
+    "metrics.py",
+    "model.py",
+    "pyfunc.py",
+    "train.py",
+)
+
+
+@functools.cache
 def code_version() -> str:
-    """Hash of the package's source: any change to the code that trains changes it."""
+    """Hash of the source that trains and scores: a change there invalidates reuse.
+
+    Computed once per process: what counts is the code this process imported and runs.
+    Orchestration, CLI and plotting code are left out on purpose: editing them does not
+    change a run's numbers, so it should not force hours of retraining.
+    """
     h = hashlib.sha256()
     pkg = Path(__file__).parent
-    for path in sorted(pkg.rglob("*.py")):
-        h.update(path.relative_to(pkg).as_posix().encode())
-        h.update(path.read_bytes())
+    for name in TRAINING_CODE:
+        for path in sorted((pkg / name).rglob("*.py")) if (pkg / name).is_dir() else [pkg / name]:
+            h.update(path.relative_to(pkg).as_posix().encode())
+            h.update(path.read_bytes())
     return h.hexdigest()[:16]
 
 
@@ -58,8 +78,12 @@ def normalise_params(params: Mapping[str, Any]) -> dict[str, str]:
 
 def make_key(entry_point: str, params: Mapping[str, Any], fingerprint: str) -> str:
     blob = json.dumps(
-        {"entry_point": entry_point, "params": normalise_params(params),
-         "code": code_version(), "data": fingerprint},
+        {
+            "entry_point": entry_point,
+            "params": normalise_params(params),
+            "code": code_version(),
+            "data": fingerprint,
+        },
         sort_keys=True,
     )
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
@@ -86,8 +110,14 @@ class ChildOutcome:
 
 
 def train_child(
-    cfg: TrainConfig, *, stage: str, fingerprint: str, force: bool, label: str,
-    extra_tags: Mapping[str, str] | None = None, echo: Echo = print,
+    cfg: TrainConfig,
+    *,
+    stage: str,
+    fingerprint: str,
+    force: bool,
+    label: str,
+    extra_tags: Mapping[str, str] | None = None,
+    echo: Echo = print,
 ) -> ChildOutcome:
     """Train one child run under the active parent, or reuse an identical finished run.
 
@@ -103,30 +133,49 @@ def train_child(
     if not force and (rid := find_finished("ser.run_key", key)):
         run = mlflow.get_run(rid)
         return ChildOutcome(label, cfg, rid, "REUSED", dict(run.data.metrics))
-    tags = {"ser.run_key": key, tracking.TAG_DIGEST: fingerprint,
-            "ser.code_version": code_version(), **(extra_tags or {})}
+    tags = {
+        "ser.run_key": key,
+        tracking.TAG_DIGEST: fingerprint,
+        "ser.code_version": code_version(),
+        **(extra_tags or {}),
+    }
     try:
-        res = run_training(cfg, run_name=label, stage=stage, extra_tags=tags, nested=True,
-                           progress=False, echo=lambda s: None, prepare_in_run=True)
+        res = run_training(
+            cfg,
+            run_name=label,
+            stage=stage,
+            extra_tags=tags,
+            nested=True,
+            progress=False,
+            echo=lambda s: None,
+            prepare_in_run=True,
+        )
         return ChildOutcome(label, cfg, res.run_id, "FINISHED", res.metrics)
     except Exception as exc:  # a failed child must not stop the sweep
         failed = tracking.search_runs(
             filter_string=f"tags.`ser.run_key` = '{key}' and attributes.status = 'FAILED'",
-            order_by=["attributes.start_time DESC"], max_results=1,
+            order_by=["attributes.start_time DESC"],
+            max_results=1,
         )
         msg = f"{type(exc).__name__}: {exc}"
         echo(f"  ! {label} failed: {msg}")
-        return ChildOutcome(label, cfg, failed[0].info.run_id if failed else None, "FAILED",
-                            error=msg)
+        return ChildOutcome(
+            label, cfg, failed[0].info.run_id if failed else None, "FAILED", error=msg
+        )
 
 
 def outcomes_table(outcomes: Sequence[ChildOutcome], *, rank_metric: str) -> pd.DataFrame:
     """One row per child with the devel CCC columns, ranked by ``rank_metric``."""
     rows = []
     for o in outcomes:
-        row: dict[str, Any] = {"run": o.label, "feature_sets": "+".join(o.cfg.feature_sets),
-                               "loss": o.cfg.loss.name, "seed": o.cfg.seed, "status": o.status,
-                               "run_id": o.run_id or ""}
+        row: dict[str, Any] = {
+            "run": o.label,
+            "feature_sets": "+".join(o.cfg.feature_sets),
+            "loss": o.cfg.loss.name,
+            "seed": o.cfg.seed,
+            "status": o.status,
+            "run_id": o.run_id or "",
+        }
         for a in (*ATTRS_DEFAULT, "mean"):
             row[f"devel_ccc_{a}"] = o.metrics.get(f"devel_ccc_{a}", np.nan)
         if rank_metric not in row:
@@ -149,8 +198,10 @@ def print_table(df: pd.DataFrame, echo: Echo, columns: Sequence[str]) -> None:
 def log_table(df: pd.DataFrame, name: str) -> None:
     """CSV + Markdown artifacts of a result table."""
     tracking.log_text(df.to_csv(index=False), f"{name}.csv")
-    tracking.log_text(df.to_markdown(index=False, floatfmt=".3f") if _has_tabulate()
-                      else _markdown(df), f"{name}.md")
+    tracking.log_text(
+        df.to_markdown(index=False, floatfmt=".3f") if _has_tabulate() else _markdown(df),
+        f"{name}.md",
+    )
 
 
 def _has_tabulate() -> bool:
@@ -202,33 +253,53 @@ def _sweep(
     fingerprint = corpus_fingerprint(base.data_root)
     step_key = make_key(step, step_params, fingerprint)
     if not force and (rid := find_finished("ser.step_key", step_key)):
-        table = pd.read_csv(mlflow.artifacts.download_artifacts(
-            run_id=rid, artifact_path="ranking.csv"))
+        table = pd.read_csv(
+            mlflow.artifacts.download_artifacts(run_id=rid, artifact_path="ranking.csv")
+        )
         echo(f"[{step}] reusing finished run {rid} (same params, code and data)")
         return StepResult(step, rid, table, [], reused=True)
-    tags = {tracking.TAG_STAGE: "pipeline", "ser.step": step, "ser.step_key": step_key,
-            tracking.TAG_DIGEST: fingerprint, "ser.code_version": code_version()}
+    tags = {
+        tracking.TAG_STAGE: "pipeline",
+        "ser.step": step,
+        "ser.step_key": step_key,
+        tracking.TAG_DIGEST: fingerprint,
+        "ser.code_version": code_version(),
+    }
     with tracking.run_context(experiment=base.experiment, run_name=f"{step}", tags=tags) as run:
-        tracking.log_params({k: v for k, v in step_params.items() if k != "data_root"}
-                            | {"data_root": str(base.data_root)})
+        tracking.log_params(
+            {k: v for k, v in step_params.items() if k != "data_root"}
+            | {"data_root": str(base.data_root)}
+        )
         outcomes = []
         bar = tqdm(configs, desc=step, unit="run", file=sys.stderr, dynamic_ncols=True)
         for label, cfg, stage in bar:
             bar.set_postfix_str(label)
-            outcomes.append(train_child(cfg, stage=stage, fingerprint=fingerprint, force=force,
-                                        label=label, echo=echo,
-                                        extra_tags={"ser.parent_step": step}))
+            outcomes.append(
+                train_child(
+                    cfg,
+                    stage=stage,
+                    fingerprint=fingerprint,
+                    force=force,
+                    label=label,
+                    echo=echo,
+                    extra_tags={"ser.parent_step": step},
+                )
+            )
         bar.close()
         table = outcomes_table(outcomes, rank_metric=rank_metric)
         log_table(table, "ranking")
         reused = [o.run_id for o in outcomes if o.status == "REUSED"]
         failed = [o for o in outcomes if o.status == "FAILED"]
-        tracking.set_tags({"ser.children": ",".join(o.run_id or "" for o in outcomes),
-                           "ser.reused_runs": ",".join(r or "" for r in reused),
-                           "ser.failures": "; ".join(f"{o.label}: {o.error}" for o in failed)
-                           or "none"})
-        tracking.log_metrics({"n_runs": len(outcomes), "n_failed": len(failed),
-                              "n_reused": len(reused)})
+        tracking.set_tags(
+            {
+                "ser.children": ",".join(o.run_id or "" for o in outcomes),
+                "ser.reused_runs": ",".join(r or "" for r in reused),
+                "ser.failures": "; ".join(f"{o.label}: {o.error}" for o in failed) or "none",
+            }
+        )
+        tracking.log_metrics(
+            {"n_runs": len(outcomes), "n_failed": len(failed), "n_reused": len(reused)}
+        )
         ok = table[table["status"] != "FAILED"] if not table.empty else table
         if not ok.empty:
             from ser_mlflow import plots
@@ -238,34 +309,64 @@ def _sweep(
         result = StepResult(step, run.info.run_id, table, outcomes)
         if after is not None:
             after(result)
-    echo(f"\n[{step}] {len(outcomes)} runs ({len(reused)} reused, {len(failed)} failed), "
-         f"parent run {result.parent_run_id}")
-    print_table(table, echo, ["rank", "run", "status", "devel_ccc_arousal", "devel_ccc_valence",
-                              "devel_ccc_liking", "devel_ccc_mean"])
+    echo(
+        f"\n[{step}] {len(outcomes)} runs ({len(reused)} reused, {len(failed)} failed), "
+        f"parent run {result.parent_run_id}"
+    )
+    print_table(
+        table,
+        echo,
+        [
+            "rank",
+            "run",
+            "status",
+            "devel_ccc_arousal",
+            "devel_ccc_valence",
+            "devel_ccc_liking",
+            "devel_ccc_mean",
+        ],
+    )
     for o in failed:
         echo(f"  FAILED {o.label}: {o.error}")
     return result
 
 
 def unimodal(
-    base: TrainConfig, *, feature_sets: Sequence[str] | None = None, force: bool = False,
-    rank_metric: str = "devel_ccc_mean", echo: Echo = print,
+    base: TrainConfig,
+    *,
+    feature_sets: Sequence[str] | None = None,
+    force: bool = False,
+    rank_metric: str = "devel_ccc_mean",
+    echo: Echo = print,
 ) -> StepResult:
     """One child per feature set (all found in the data root by default)."""
     sets = list(feature_sets) if feature_sets else list(list_feature_sets(base.data_root))
     configs = [(s, replace(base, feature_sets=(s,)), "unimodal") for s in sets]
     params = {**base.to_params(), "feature_sets": ",".join(sets), "rank_metric": rank_metric}
-    return _sweep("unimodal", configs, base=base, step_params=params, rank_metric=rank_metric,
-                  force=force, echo=echo)
+    return _sweep(
+        "unimodal",
+        configs,
+        base=base,
+        step_params=params,
+        rank_metric=rank_metric,
+        force=force,
+        echo=echo,
+    )
 
 
 def top_runs(
-    *, stage: str, fingerprint: str, rank_metric: str, k: int,
+    *,
+    stage: str,
+    fingerprint: str,
+    rank_metric: str,
+    k: int,
     extra_filter: str = "",
 ) -> list[Any]:
     """The tracking server's top-k FINISHED runs of a stage on this corpus, one per set."""
-    flt = (f"tags.`ser.stage` = '{stage}' and tags.`ser.data_digest` = '{fingerprint}'"
-           f" and attributes.status = 'FINISHED'")
+    flt = (
+        f"tags.`ser.stage` = '{stage}' and tags.`ser.data_digest` = '{fingerprint}'"
+        f" and attributes.status = 'FINISHED'"
+    )
     if extra_filter:
         flt += f" and {extra_filter}"
     runs = tracking.search_runs(filter_string=flt, order_by=[f"metrics.`{rank_metric}` DESC"])
@@ -278,8 +379,12 @@ def top_runs(
 
 
 def bimodal(
-    base: TrainConfig, *, top_k: int = 7, rank_metric: str = "devel_ccc_mean",
-    force: bool = False, echo: Echo = print,
+    base: TrainConfig,
+    *,
+    top_k: int = 7,
+    rank_metric: str = "devel_ccc_mean",
+    force: bool = False,
+    echo: Echo = print,
 ) -> StepResult:
     """Every pair of the top-k unimodal feature sets, by concatenation.
 
@@ -289,8 +394,13 @@ def bimodal(
     if top_k < 2:
         raise ValueError(f"top_k: expected at least 2 feature sets to pair, got {top_k}")
     fingerprint = corpus_fingerprint(base.data_root)
-    runs = top_runs(stage="unimodal", fingerprint=fingerprint, rank_metric=rank_metric,
-                    k=top_k, extra_filter=f"params.loss = '{base.loss.name}'")
+    runs = top_runs(
+        stage="unimodal",
+        fingerprint=fingerprint,
+        rank_metric=rank_metric,
+        k=top_k,
+        extra_filter=f"params.loss = '{base.loss.name}'",
+    )
     if len(runs) < 2:
         raise ValueError(
             f"top_k: bimodal needs at least 2 finished unimodal runs with loss "
@@ -303,10 +413,21 @@ def bimodal(
     echo(f"[bimodal] top {len(sets)} by {rank_metric}: {', '.join(sets)}")
     pairs = list(itertools.combinations(sets, 2))
     configs = [(f"{a}+{b}", replace(base, feature_sets=(a, b)), "bimodal") for a, b in pairs]
-    params = {**base.to_params(), "feature_sets": ",".join(sets), "top_k": top_k,
-              "rank_metric": rank_metric}
-    return _sweep("bimodal", configs, base=base, step_params=params, rank_metric=rank_metric,
-                  force=force, echo=echo)
+    params = {
+        **base.to_params(),
+        "feature_sets": ",".join(sets),
+        "top_k": top_k,
+        "rank_metric": rank_metric,
+    }
+    return _sweep(
+        "bimodal",
+        configs,
+        base=base,
+        step_params=params,
+        rank_metric=rank_metric,
+        force=force,
+        echo=echo,
+    )
 
 
 COMPARE_LOSSES = ("STL1", "STL2", "STL3", "MTL1", "MTL2")
@@ -331,24 +452,38 @@ def format_compare(df: pd.DataFrame) -> str:
     lines = [f"{'loss':<6}{'seeds':>6}" + "".join(f"{c:>17}" for c in cols)]
     for r in df.itertuples(index=False):
         d = r._asdict()
-        lines.append(f"{d['loss']:<6}{d['n_seeds']:>6}" + "".join(
-            f"{d[c + '_mean']:>10.3f} ± {d[c + '_std']:<4.3f}" for c in cols))
+        lines.append(
+            f"{d['loss']:<6}{d['n_seeds']:>6}"
+            + "".join(f"{d[c + '_mean']:>10.3f} ± {d[c + '_std']:<4.3f}" for c in cols)
+        )
     return "\n".join(lines)
 
 
 def compare(
-    base: TrainConfig, *, feature_set: str = "fau", seeds: Sequence[int] = (0, 1, 2),
-    force: bool = False, echo: Echo = print,
+    base: TrainConfig,
+    *,
+    feature_set: str = "fau",
+    seeds: Sequence[int] = (0, 1, 2),
+    force: bool = False,
+    echo: Echo = print,
 ) -> StepResult:
     """STL1, STL2, STL3, MTL1 and MTL2 on one feature set over several seeds."""
     configs = [
-        (f"{loss}-s{seed}",
-         replace(base, feature_sets=(feature_set,), seed=int(seed),
-                 loss=LossConfig.from_name(loss)), "compare")
-        for seed in seeds for loss in LOSS_PRESETS
+        (
+            f"{loss}-s{seed}",
+            replace(
+                base, feature_sets=(feature_set,), seed=int(seed), loss=LossConfig.from_name(loss)
+            ),
+            "compare",
+        )
+        for seed in seeds
+        for loss in LOSS_PRESETS
     ]
-    params = {**base.to_params(), "feature_sets": feature_set,
-              "seeds": ",".join(str(s) for s in seeds)}
+    params = {
+        **base.to_params(),
+        "feature_sets": feature_set,
+        "seeds": ",".join(str(s) for s in seeds),
+    }
     params.pop("loss"), params.pop("alpha"), params.pop("beta"), params.pop("gamma")
 
     def log_comparison(result: StepResult) -> None:
@@ -359,9 +494,127 @@ def compare(
         tracking.log_figure(plots.compare_bars(table), "plots/comparison.png")
         for r in table.itertuples(index=False):
             d = r._asdict()
-            tracking.log_metrics({f"{d['loss']}_devel_ccc_{a}": d[f"{a}_mean"]
-                                  for a in (*ATTRS_DEFAULT, "mean") if d[f"{a}_mean"] == d[f"{a}_mean"]})
+            tracking.log_metrics(
+                {
+                    f"{d['loss']}_devel_ccc_{a}": d[f"{a}_mean"]
+                    for a in (*ATTRS_DEFAULT, "mean")
+                    if d[f"{a}_mean"] == d[f"{a}_mean"]
+                }
+            )
         echo("\n" + format_compare(table))
 
-    return _sweep("compare", configs, base=base, step_params=params,
-                  rank_metric="devel_ccc_mean", force=force, echo=echo, after=log_comparison)
+    return _sweep(
+        "compare",
+        configs,
+        base=base,
+        step_params=params,
+        rank_metric="devel_ccc_mean",
+        force=force,
+        echo=echo,
+        after=log_comparison,
+    )
+
+
+@dataclass(frozen=True)
+class ChainConfig:
+    """The `main` chain as read from a YAML file in experiments/."""
+
+    path: Path
+    data_root: Path
+    synthesize: dict[str, Any] | None
+    train: dict[str, Any]
+    steps: dict[str, dict[str, Any]]
+
+
+CHAIN_STEPS = ("unimodal", "bimodal", "compare", "search", "fusion")
+
+
+def load_chain(path: str | Path) -> ChainConfig:
+    """Read and validate a chain config.
+
+    Raises:
+        ValueError: missing file, YAML errors, unknown keys or steps (names the file).
+    """
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{path}: config file not found")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{path}: not valid YAML ({exc})") from None
+    if not isinstance(raw, dict):
+        raise ValueError(f"{path}: expected a mapping at the top level")
+    unknown = set(raw) - {"data_root", "synthesize", "train", "steps"}
+    if unknown:
+        raise ValueError(
+            f"{path}: unknown keys {sorted(unknown)}; expected data_root, synthesize, train, steps"
+        )
+    steps = raw.get("steps") or {}
+    bad = [s for s in steps if s not in CHAIN_STEPS]
+    if bad:
+        raise ValueError(f"{path}: unknown steps {bad}; expected some of {CHAIN_STEPS}")
+    return ChainConfig(
+        path=path,
+        data_root=Path(raw.get("data_root", "data/synthetic")),
+        synthesize=raw.get("synthesize"),
+        train=dict(raw.get("train") or {}),
+        steps={k: dict(v or {}) for k, v in steps.items()},
+    )
+
+
+def run_chain(
+    path: str | Path,
+    *,
+    force: bool = False,
+    echo: Echo = print,
+    build_config: Callable[..., TrainConfig],
+    extra_steps: Mapping[str, Callable[[TrainConfig, dict[str, Any], bool], Any]] | None = None,
+) -> dict[str, Any]:
+    """Run the chain's steps in order; each reuses identical finished runs unless forced.
+
+    ``build_config`` turns the file's ``train`` options into a TrainConfig (the CLI's
+    own builder, so the file accepts exactly the options of `train`). ``extra_steps``
+    plugs in steps that live in other modules (search, fusion).
+    """
+    chain = load_chain(path)
+    if chain.synthesize is not None and not chain.data_root.exists():
+        from ser_mlflow.data import write_synthetic_corpus
+
+        echo(f"[main] writing the synthetic corpus to {chain.data_root}")
+        write_synthetic_corpus(chain.data_root, progress=True, **chain.synthesize)
+    base = build_config(data_root=str(chain.data_root), **chain.train)
+    results: dict[str, Any] = {}
+    for step, opts in chain.steps.items():
+        echo(f"\n[main] step {step}")
+        if step == "unimodal":
+            fs = opts.get("feature_sets")
+            results[step] = unimodal(
+                base,
+                feature_sets=fs,
+                force=force,
+                echo=echo,
+                rank_metric=opts.get("rank_metric", "devel_ccc_mean"),
+            )
+        elif step == "bimodal":
+            results[step] = bimodal(
+                base,
+                top_k=int(opts.get("top_k", 7)),
+                force=force,
+                rank_metric=opts.get("rank_metric", "devel_ccc_mean"),
+                echo=echo,
+            )
+        elif step == "compare":
+            results[step] = compare(
+                base,
+                feature_set=opts.get("feature_set", "fau"),
+                seeds=[int(s) for s in opts.get("seeds", (0, 1, 2))],
+                force=force,
+                echo=echo,
+            )
+        elif extra_steps and step in extra_steps:
+            results[step] = extra_steps[step](base, opts, force)
+        else:
+            raise ValueError(f"{chain.path}: step {step!r} is not available in this version")
+    return results

@@ -1,0 +1,125 @@
+"""The experiment suite on a tiny corpus: sweeps, failures, bimodal from the server, reuse."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import mlflow
+import pytest
+from click.testing import CliRunner
+
+from ser_mlflow import pipeline
+from ser_mlflow.cli import config_from_options, main
+
+FAST = {"epochs": 2, "units": "8,4", "batch_size": 4, "experiment": "pipe"}
+
+
+def _runs(filter_string: str = "") -> list:
+    return mlflow.search_runs(
+        experiment_names=["pipe"], filter_string=filter_string, output_format="list"
+    )
+
+
+def _training_runs() -> list:
+    return [r for r in _runs() if r.data.tags.get("ser.stage") != "pipeline"]
+
+
+@pytest.fixture
+def corpus_with_broken_set(tiny_corpus: Path, tmp_path: Path) -> Path:
+    root = tmp_path / "corpus"
+    shutil.copytree(tiny_corpus, root)
+    broken = root / "mfcc" / sorted(p.name for p in (root / "mfcc").iterdir())[0]
+    broken.write_text(broken.read_text().replace("\n", "\nnot;a;number\n", 1))
+    return root
+
+
+@pytest.mark.slow
+def test_unimodal_sweep_survives_a_failing_child(
+    corpus_with_broken_set: Path, tracking_store: str
+) -> None:
+    base = config_from_options(data_root=str(corpus_with_broken_set), **FAST)
+    res = pipeline.unimodal(base, feature_sets=["egemaps", "mfcc", "fau"], echo=lambda s: None)
+    statuses = dict(zip(res.table["run"], res.table["status"], strict=True))
+    assert statuses == {"egemaps": "FINISHED", "mfcc": "FAILED", "fau": "FINISHED"}
+    parent = mlflow.get_run(res.parent_run_id)
+    assert parent.info.status == "FINISHED"
+    assert parent.data.tags["ser.stage"] == "pipeline"
+    assert "mfcc" in parent.data.tags["ser.failures"]
+    children = _runs(f"tags.`mlflow.parentRunId` = '{res.parent_run_id}'")
+    by_set = {r.data.tags["ser.feature_sets"]: r for r in children}
+    assert by_set["mfcc"].info.status == "FAILED"
+    assert "mfcc" in by_set["mfcc"].data.tags["ser.error"]
+    assert by_set["fau"].info.status == "FINISHED"
+    # ranking artifacts: CSV, Markdown and a bar plot, ranked by devel_ccc_mean
+    arts = {a.path for a in mlflow.MlflowClient().list_artifacts(res.parent_run_id)}
+    assert {"ranking.csv", "ranking.md", "plots"} <= arts
+    ok = res.table[res.table["status"] == "FINISHED"]
+    assert list(ok["devel_ccc_mean"]) == sorted(ok["devel_ccc_mean"], reverse=True)
+
+
+@pytest.mark.slow
+def test_main_chain_twice_reuses_every_step(
+    tiny_corpus: Path, tracking_store: str, tmp_path: Path
+) -> None:
+    cfg = tmp_path / "chain.yaml"
+    cfg.write_text(
+        f"data_root: {tiny_corpus}\n"
+        "train: {epochs: 2, units: '8,4', batch_size: 4, experiment: pipe}\n"
+        "steps:\n"
+        "  unimodal: {feature_sets: [egemaps, egemaps-func, fau]}\n"
+        "  bimodal: {top_k: 2}\n"
+        "  compare: {feature_set: fau, seeds: [0, 1]}\n"
+    )
+    runner = CliRunner()
+    first = runner.invoke(main, ["main", "--config", str(cfg)])
+    assert first.exit_code == 0, first.output
+    trained = _training_runs()
+    # 3 unimodal + 1 pair + 5 losses x 2 seeds
+    assert len(trained) == 3 + 1 + 10
+    assert {r.data.tags["ser.stage"] for r in trained} == {"unimodal", "bimodal", "compare"}
+    pair = [r for r in trained if r.data.tags["ser.stage"] == "bimodal"][0]
+    top2 = sorted(
+        (r for r in trained if r.data.tags["ser.stage"] == "unimodal"),
+        key=lambda r: -r.data.metrics["devel_ccc_mean"],
+    )[:2]
+    assert set(pair.data.tags["ser.feature_sets"].split("+")) == {
+        r.data.tags["ser.feature_sets"] for r in top2
+    }
+    compare_parent = [r for r in _runs() if r.data.tags.get("ser.step") == "compare"][0]
+    arts = {a.path for a in mlflow.MlflowClient().list_artifacts(compare_parent.info.run_id)}
+    assert {"comparison.csv", "comparison.md"} <= arts
+    assert "MTL2" in first.output and "±" in first.output
+
+    second = runner.invoke(main, ["main", "--config", str(cfg)])
+    assert second.exit_code == 0, second.output
+    assert len(_training_runs()) == len(trained), "the second run must train nothing"
+    assert second.output.count("reusing finished run") == 3
+
+
+def test_bimodal_without_unimodal_runs_is_a_clear_error(
+    tiny_corpus: Path, tracking_store: str
+) -> None:
+    result = CliRunner().invoke(
+        main, ["bimodal", "--data-root", str(tiny_corpus), "--experiment", "pipe", "--top-k", "2"]
+    )
+    assert result.exit_code == 2
+    assert "at least 2 finished unimodal runs" in result.output
+    assert _runs() == []
+
+
+def test_params_normalise_to_one_key() -> None:
+    a = pipeline.make_key("train", {"lr": 0.0005, "epochs": 2, "units": "8,4"}, "fp")
+    b = pipeline.make_key("train", {"lr": "0.0005", "epochs": "2", "units": "8,4"}, "fp")
+    c = pipeline.make_key("train", {"lr": "0.0005", "epochs": "3", "units": "8,4"}, "fp")
+    d = pipeline.make_key("train", {"lr": "0.0005", "epochs": "2", "units": "8,4"}, "other")
+    assert a == b and a != c and a != d
+
+
+def test_chain_config_errors(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("steps: {unimodl: {}}\n")
+    with pytest.raises(ValueError, match="unknown steps"):
+        pipeline.load_chain(bad)
+    with pytest.raises(ValueError, match="not found"):
+        pipeline.load_chain(tmp_path / "missing.yaml")
