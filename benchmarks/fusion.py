@@ -1,0 +1,209 @@
+"""Benchmark of the multistage SVR fusion on the real AVEC 2019 CES devel predictions.
+
+Prints, for the nine unimodal baseline systems (every folder under ``predictions`` but
+``svr``): the best single input, the plain mean of the inputs, the challenge's own fusion
+(``svr`` row), then per protocol and configuration the seconds and CCC of every stage,
+and a timing of the faithful slow reference (LinearSVR, default dual solver, 1000
+iterations, as in the AVEC ``fuse_results.py``) against the gram solver on the same
+subset and grid.
+
+    .venv/bin/python benchmarks/fusion.py                 # full grid, 5 stages, both protocols
+    .venv/bin/python benchmarks/fusion.py --quick         # reduced grid, 2 stages, small ref
+    .venv/bin/python benchmarks/fusion.py --protocol cv --stages 1 --no-reference
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ser_mlflow.fusion import MultistageSVRFusion, stack_recordings
+from ser_mlflow.metrics import ccc
+
+ATTRIBUTES = ("arousal", "valence", "liking")
+DEFAULT_DATA = (
+    Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "avec2019_ces_devel"
+)
+FULL_GRID: dict[str, tuple] = {
+    "contexts": (11, 13, 15, 17, 19),
+    "complexities": (0.001, 0.01, 0.1, 1.0),
+}
+QUICK_GRID: dict[str, tuple] = {"contexts": (11, 19), "complexities": (0.01, 1.0)}
+
+#: Configurations measured under each protocol. "paper recipe" is the published method;
+#: the others are the options that make an honest (cross-validated) fusion pay off.
+CONFIGS: dict[str, dict[str, Any]] = {
+    "paper-recipe": {},
+    "honest": {"context": "mean", "calibrate": True, "stage_inputs": "insample"},
+    "honest-same": {
+        "context": "mean",
+        "calibrate": True,
+        "stage_inputs": "insample",
+        "input_selection": ("same", "same", "all"),
+    },
+}
+
+
+def read_attributes(path: Path) -> np.ndarray:
+    """The attribute columns of one AVEC CSV (``name;timestamp;arousal;valence;liking``)."""
+    return pd.read_csv(path, sep=";", usecols=list(ATTRIBUTES))[list(ATTRIBUTES)].to_numpy(float)
+
+
+def load(root: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str], np.ndarray]:
+    """X (frames, 9 systems x 3), y, groups, system names and the published ``svr`` row."""
+    labels = sorted((root / "labels").glob("*.csv"))
+    if not labels:
+        raise SystemExit(f"no label files under {root / 'labels'}")
+    systems = sorted(
+        p.name for p in (root / "predictions").iterdir() if p.is_dir() and p.name != "svr"
+    )
+
+    def system(name: str) -> dict[str, np.ndarray]:
+        return {f.stem: read_attributes(root / "predictions" / name / f.name) for f in labels}
+
+    golds = {f.stem: read_attributes(f) for f in labels}
+    X, y, groups = stack_recordings(golds, {s: system(s) for s in systems})
+    svr, _, _ = stack_recordings(golds, {"svr": system("svr")})
+    return X, y, groups, systems, svr
+
+
+def fmt(values: np.ndarray) -> str:
+    return " / ".join(f"{v:.3f}" for v in values)
+
+
+def print_baselines(X: np.ndarray, y: np.ndarray, systems: list[str], svr: np.ndarray) -> None:
+    A = y.shape[1]
+    single = np.array(
+        [[ccc(X[:, m * A + a], y[:, a]) for a in range(A)] for m in range(len(systems))]
+    )
+    best = single.max(axis=0)
+    names = [systems[int(i)] for i in single.argmax(axis=0)]
+    mean = np.array([ccc(X[:, a::A].mean(axis=1), y[:, a]) for a in range(A)])
+    published = np.array([ccc(svr[:, a], y[:, a]) for a in range(A)])
+    print(f"CCC {' / '.join(ATTRIBUTES)}")
+    print(f"  best single input        {fmt(best)}   ({', '.join(names)})")
+    print(f"  mean of the inputs       {fmt(mean)}")
+    print(f"  published svr (in-sample){fmt(published)}")
+
+
+def run_config(
+    X: np.ndarray,
+    y: np.ndarray,
+    groups: np.ndarray,
+    *,
+    protocol: str,
+    name: str,
+    grid: dict[str, tuple],
+    stages: int,
+    n_jobs: int,
+) -> None:
+    params = {**grid, **CONFIGS[name], "protocol": protocol, "n_stages": stages, "n_jobs": n_jobs}
+    started = time.perf_counter()
+    est = MultistageSVRFusion(**params).fit(X, y, groups)
+    wall = time.perf_counter() - started
+    kind = "nested out-of-fold" if protocol == "cv" else "in-sample"
+    print(f"\n[{protocol}] {name}: {wall:.1f} s wall for {stages} stage(s), CCC {kind}")
+    extra = {k: v for k, v in CONFIGS[name].items()}
+    if extra:
+        print(f"  options {extra}")
+    for s in range(stages):
+        chosen = ", ".join(
+            f"{sel[0]}{k}/{C:g}"
+            for sel, (k, C) in zip(est.chosen_inputs_[s], est.chosen_[s], strict=True)
+        )
+        print(
+            f"  stage {s + 1}: {est.stage_seconds_[s]:6.1f} s  {fmt(est.stage_scores_[s])}"
+            f"   chosen (inputs k/C) {chosen}"
+        )
+
+
+def run_reference(
+    X: np.ndarray, y: np.ndarray, groups: np.ndarray, *, recordings: int, grid: dict[str, tuple]
+) -> None:
+    """Published solver vs gram solver, one paper stage on the first recordings."""
+    keep = np.isin(groups, sorted(set(groups.tolist()))[:recordings])
+    Xs, ys, gs = X[keep], y[keep], groups[keep]
+    base = {**grid, "protocol": "paper", "n_stages": 1, "n_jobs": 1}
+    started = time.perf_counter()
+    fast = MultistageSVRFusion(**base).fit(Xs, ys, gs)
+    t_fast = time.perf_counter() - started
+    slow_est = MultistageSVRFusion(
+        **base, solver="liblinear", loss="epsilon_insensitive", max_iter=1000
+    )
+    started = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # liblinear's ConvergenceWarning, as published
+        slow = slow_est.fit(Xs, ys, gs)
+    t_slow = time.perf_counter() - started
+    n_fits = len(grid["contexts"]) * len(grid["complexities"]) * ys.shape[1]
+    print(
+        f"\n[reference] one paper stage on {recordings} recordings ({keep.sum()} frames), "
+        f"grid {grid['contexts']} x {grid['complexities']} = {n_fits} SVR fits"
+    )
+    print(
+        f"  LinearSVR dual, eps-insensitive, max_iter=1000: {t_slow:7.1f} s  "
+        f"CCC {fmt(slow.stage_scores_[0])} (n_iter_ max {slow.n_iter_})"
+    )
+    print(
+        f"  gram (exact squared eps-insensitive primal):    {t_fast:7.1f} s  "
+        f"CCC {fmt(fast.stage_scores_[0])}"
+    )
+    print(f"  ratio slow / fast: {t_slow / t_fast:.0f}x")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--stages", type=int, default=None, help="default 5 (2 with --quick)")
+    parser.add_argument("--protocol", choices=("paper", "cv", "both"), default="both")
+    parser.add_argument(
+        "--configs",
+        default=",".join(CONFIGS),
+        help=f"comma-separated subset of {', '.join(CONFIGS)}",
+    )
+    parser.add_argument("--quick", action="store_true", help="reduced grid and reference")
+    parser.add_argument("--n-jobs", type=int, default=2)
+    parser.add_argument("--no-reference", dest="reference", action="store_false")
+    parser.add_argument(
+        "--reference-recordings", type=int, default=None, help="default 3 (2 with --quick)"
+    )
+    args = parser.parse_args(argv)
+    grid = QUICK_GRID if args.quick else FULL_GRID
+    stages = args.stages or (2 if args.quick else 5)
+    protocols = ("paper", "cv") if args.protocol == "both" else (args.protocol,)
+    names = [n.strip() for n in args.configs.split(",") if n.strip()]
+    unknown = [n for n in names if n not in CONFIGS]
+    if unknown:
+        parser.error(f"unknown configs {unknown}; choose from {list(CONFIGS)}")
+
+    started = time.perf_counter()
+    X, y, groups, systems, svr = load(args.data.resolve())
+    print(
+        f"data: {len(set(groups.tolist()))} recordings, {X.shape[0]} frames, "
+        f"{len(systems)} systems x {y.shape[1]} attributes = {X.shape[1]} columns "
+        f"(read in {time.perf_counter() - started:.1f} s)"
+    )
+    print(f"grid: contexts {grid['contexts']}, C {grid['complexities']}; n_jobs {args.n_jobs}")
+    print_baselines(X, y, systems, svr)
+    for protocol in protocols:
+        for name in names:
+            run_config(
+                X, y, groups, protocol=protocol, name=name, grid=grid, stages=stages,
+                n_jobs=args.n_jobs,
+            )  # fmt: skip
+    if args.reference:
+        ref_grid = {"contexts": (19,), "complexities": (1.0,)} if args.quick else QUICK_GRID
+        run_reference(
+            X, y, groups, recordings=args.reference_recordings or (2 if args.quick else 3),
+            grid=ref_grid,
+        )  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1085 @@
+"""Multistage late fusion with linear SVRs over context windows (Atmaja & Akagi 2020).
+
+The recipe follows the AVEC 2019 ``fuse_results.py`` and the paper: one LinearSVR per
+attribute whose input is every system's prediction of every attribute, each frame widened
+with its +/- k neighbours; k and C are picked per attribute from a grid by CCC; stage s+1
+sees the original inputs plus stage s's outputs. Two flaws of the published script are
+not copied (DESIGN section 7): windows never cross a recording boundary (edge frames repeat
+that recording's first/last frame) and they hold exactly the 2k+1 frames t-k..t+k (the
+script repeats the centre frame three times and reaches only k-1 frames).
+
+Why a closed form instead of liblinear: with epsilon=0 the primal objective of
+``LinearSVR(loss='squared_epsilon_insensitive', dual=False)`` is
+``0.5*|w|^2 + C*sum((y - Xw - b)^2)`` with the intercept penalised like a weight
+(liblinear appends a constant feature). Its minimiser solves ``(G + I/(2C)) w = X'y`` with
+``G`` the augmented Gram matrix, so one pass over the frames (``G``) serves every C, every
+context width (the windows for k are a column subset of the windows for the largest k when
+offsets are ordered 0, -1, +1, -2, +2, ...) and, under cross-validation, every fold (the
+training Gram is the sum of the other folds' Grams). A stage of the full grid then costs
+one matrix product and a few dozen small solves instead of ~60 unconverged dual
+coordinate-descent runs. ``solver='liblinear'`` keeps the published solver for reference.
+The published loss is ``epsilon_insensitive`` (absolute error), so in-sample scores of the
+exact squared-loss fit are not the published ones (see ``tests/test_fusion.py``).
+
+Why nested cross-validation: stage s+1 is trained on stage s's outputs. Scoring stage
+s+1 out-of-fold while its inputs were produced by models that saw the held-out fold's
+labels leaks those labels (on pure noise such a stage 2 scored CCC ~0.7). Under
+``protocol='cv'`` the reported scores therefore come from running the whole procedure once
+per outer fold on the other folds and scoring the held-out fold.
+
+This module imports neither TensorFlow nor MLflow.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+from joblib import Parallel, delayed
+from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.model_selection import GroupKFold
+from sklearn.svm import LinearSVR
+from sklearn.utils.validation import check_is_fitted, validate_data
+from threadpoolctl import threadpool_limits
+
+from ser_mlflow.metrics import ccc
+
+Protocol = Literal["cv", "paper"]
+Solver = Literal["gram", "liblinear"]
+Context = Literal["frames", "mean"]
+Selection = Literal["all", "same", "auto"] | Sequence[Literal["all", "same", "auto"]]
+StageInputs = Literal["oof", "insample"]
+
+_PROTOCOLS: tuple[str, ...] = ("cv", "paper")
+_SOLVERS: tuple[str, ...] = ("gram", "liblinear")
+_CONTEXTS: tuple[str, ...] = ("frames", "mean")
+_SELECTIONS: tuple[str, ...] = ("all", "same", "auto")
+_STAGE_INPUTS: tuple[str, ...] = ("oof", "insample")
+_LOSSES: tuple[str, ...] = ("squared_epsilon_insensitive", "epsilon_insensitive")
+
+
+# --------------------------------------------------------------------------- windows
+
+
+def group_codes(groups: Any, n_frames: int) -> np.ndarray:
+    """Map recording ids to integer codes 0..G-1 (one per frame).
+
+    Args:
+        groups: recording id per frame (any sortable values), or None for one recording.
+        n_frames: number of frames the ids must cover.
+
+    Returns:
+        int64 array of shape (n_frames,).
+
+    Raises:
+        ValueError: when ``groups`` is not 1-D, has the wrong length or holds missing ids.
+    """
+    if groups is None:
+        return np.zeros(n_frames, dtype=np.int64)
+    arr = np.asarray(groups)
+    if arr.ndim != 1 or arr.shape[0] != n_frames:
+        raise ValueError(
+            f"groups: expected one recording id per frame, i.e. shape ({n_frames},), "
+            f"got shape {arr.shape}"
+        )
+    if arr.dtype.kind == "f" and np.isnan(arr).any():
+        raise ValueError("groups: recording ids contain NaN")
+    try:
+        _, codes = np.unique(arr, return_inverse=True)
+    except TypeError as exc:  # mixed, unorderable ids such as None next to strings
+        raise ValueError(f"groups: recording ids must be mutually sortable ({exc})") from None
+    return codes.reshape(-1).astype(np.int64)
+
+
+def window_index(codes: np.ndarray, offsets: Sequence[int] | np.ndarray) -> np.ndarray:
+    """Row indices of each frame's neighbours at the given offsets, within its recording.
+
+    Frames of one recording keep their order of appearance, so recordings may be
+    interleaved. A neighbour beyond the recording's first/last frame is clipped to it, so
+    edge frames repeat the recording's own edge frame and never reach another recording.
+
+    Args:
+        codes: integer recording code per frame, shape (n,).
+        offsets: frame offsets, e.g. ``range(-k, k + 1)``.
+
+    Returns:
+        int64 array (n, len(offsets)): row ``t`` holds the rows of ``t + offset``.
+    """
+    codes = np.asarray(codes)
+    n = codes.shape[0]
+    offs = np.asarray(offsets, dtype=np.int64)
+    order = np.argsort(codes, kind="stable")  # rows grouped by recording, time order kept
+    sorted_codes = codes[order]
+    # first and last sorted position of each frame's recording
+    change = np.flatnonzero(np.diff(sorted_codes)) + 1
+    starts = np.concatenate(([0], change))
+    ends = np.concatenate((change, [n])) - 1
+    run = np.repeat(np.arange(starts.size), np.diff(np.concatenate((starts, [n]))))
+    pos = np.empty(n, dtype=np.int64)
+    pos[order] = np.arange(n)  # sorted position of each original row
+    lo = starts[run][pos]
+    hi = ends[run][pos]
+    neighbour = np.clip(pos[:, None] + offs[None, :], lo[:, None], hi[:, None])
+    return order[neighbour]
+
+
+def context_windows(X: np.ndarray, groups: Any = None, k: int = 0) -> np.ndarray:
+    """Widen each frame with its +/- k neighbours from the same recording.
+
+    Args:
+        X: frames x columns, shape (n, p).
+        groups: recording id per frame; None means all frames are one recording.
+        k: context reach; the window holds the 2k+1 frames t-k..t+k.
+
+    Returns:
+        Array (n, (2k+1)*p); columns ``j*p:(j+1)*p`` hold the frame at offset ``j - k``.
+        Edge frames repeat their recording's first/last frame.
+
+    Raises:
+        ValueError: when X is not 2-D, k is negative or groups do not fit X.
+    """
+    X = np.asarray(X)
+    if X.ndim != 2:
+        raise ValueError(f"X: expected a 2-D array (frames, columns), got shape {X.shape}")
+    if int(k) != k or k < 0:
+        raise ValueError(f"k: expected a non-negative integer, got {k!r}")
+    codes = group_codes(groups, X.shape[0])
+    idx = window_index(codes, np.arange(-int(k), int(k) + 1))
+    return X[idx].reshape(X.shape[0], -1)
+
+
+def window_means(X: np.ndarray, codes: np.ndarray, k: int) -> np.ndarray:
+    """Mean over each frame's +/- k window (edges repeated), shape like X.
+
+    Why: a summary of the window is 2k+1 times fewer columns than the frames themselves,
+    which is the regularisation a cross-validated fusion needs (see ``context='mean'``).
+    """
+    idx = window_index(codes, np.arange(-k, k + 1))
+    out = np.zeros(X.shape, dtype=np.float64)
+    for j in range(idx.shape[1]):  # 2k+1 vectorised passes, not a per-frame loop
+        out += X[idx[:, j]]
+    return out / idx.shape[1]
+
+
+def _nested_offsets(k: int) -> np.ndarray:
+    """0, -1, +1, -2, +2, ...: the windows for k' < k are the leading columns."""
+    offs = [0]
+    for r in range(1, k + 1):
+        offs += [-r, r]
+    return np.asarray(offs, dtype=np.int64)
+
+
+# --------------------------------------------------------------------------- data helpers
+
+
+def stack_recordings(
+    golds: Mapping[str, np.ndarray],
+    systems: Mapping[str, Mapping[str, np.ndarray]],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Stack per-recording system predictions into the estimator's (X, y, groups).
+
+    Recordings are taken in sorted name order. A prediction longer than its gold labels
+    is truncated to the label length (AVEC pads predictions to the longest recording).
+
+    Args:
+        golds: recording name -> gold labels (T, A).
+        systems: system name -> recording name -> predictions (T', A) with T' >= T.
+
+    Returns:
+        ``X`` (N, M*A) with columns system-major (system 0's A attributes first),
+        ``y`` (N, A) and ``groups`` (N,) holding the recording name of each frame.
+
+    Raises:
+        ValueError: a system misses a recording, is shorter than the labels or has another
+            number of attributes.
+    """
+    names = sorted(golds)
+    if not names or not systems:
+        raise ValueError("stack_recordings: need at least one recording and one system")
+    xs, ys, gs = [], [], []
+    for rec in names:
+        gold = np.asarray(golds[rec], dtype=np.float64)
+        if gold.ndim == 1:
+            gold = gold[:, None]
+        cols = []
+        for sys_name, preds in systems.items():
+            if rec not in preds:
+                raise ValueError(f"system {sys_name!r}: no predictions for recording {rec!r}")
+            pred = np.asarray(preds[rec], dtype=np.float64)
+            if pred.ndim == 1:
+                pred = pred[:, None]
+            if pred.shape[0] < gold.shape[0] or pred.shape[1] != gold.shape[1]:
+                raise ValueError(
+                    f"system {sys_name!r}, recording {rec!r}: expected at least "
+                    f"{gold.shape[0]} frames x {gold.shape[1]} attributes, got {pred.shape}"
+                )
+            cols.append(pred[: gold.shape[0]])
+        xs.append(np.hstack(cols))
+        ys.append(gold)
+        gs.append(np.full(gold.shape[0], rec, dtype=object))
+    return np.vstack(xs), np.vstack(ys), np.concatenate(gs)
+
+
+def split_recordings(pred: np.ndarray, groups: Any) -> dict[Any, np.ndarray]:
+    """Undo ``stack_recordings``: recording id -> its frames of ``pred``, in frame order.
+
+    Raises:
+        ValueError: when groups does not have one id per row of pred.
+    """
+    pred = np.asarray(pred)
+    arr = np.asarray(groups)
+    if arr.ndim != 1 or arr.shape[0] != pred.shape[0]:
+        raise ValueError(f"groups: expected shape ({pred.shape[0]},), got {arr.shape}")
+    return {g: pred[arr == g] for g in dict.fromkeys(arr.tolist())}
+
+
+# --------------------------------------------------------------------------- stage models
+
+
+@dataclass(frozen=True)
+class StageModel:
+    """One fitted attribute model of one stage.
+
+    Attributes:
+        k: context reach of its windows.
+        C: SVR complexity.
+        inputs: ``"all"`` (every input column) or ``"same"`` (only the columns that predict
+            this attribute, and the previous stage's output for it).
+        columns: indices of the stage input columns it reads; stage inputs are the
+            original columns followed by the previous stage's A outputs.
+        coef: weights (2k+1, len(columns)) for offsets -k..k under ``context='frames'``,
+            (2, len(columns)) for [centre frame, window mean] under ``context='mean'``.
+        intercept: bias of the SVR.
+        gain, shift: output calibration ``gain * svr + shift`` (1 and 0 when off).
+    """
+
+    k: int
+    C: float
+    inputs: str
+    columns: np.ndarray
+    coef: np.ndarray
+    intercept: float
+    gain: float = 1.0
+    shift: float = 0.0
+
+
+def _features(inputs: np.ndarray, codes: np.ndarray, k: int, context: str) -> np.ndarray:
+    """Feature matrix of one context reach, columns in ``StageModel.coef`` order."""
+    if context == "frames":
+        return inputs[window_index(codes, np.arange(-k, k + 1))].reshape(inputs.shape[0], -1)
+    return np.hstack((inputs, window_means(inputs, codes, k)))
+
+
+def _predict_stage(
+    models: Sequence[StageModel], inputs: np.ndarray, codes: np.ndarray, context: str
+) -> np.ndarray:
+    out = np.empty((inputs.shape[0], len(models)), dtype=np.float64)
+    cache: dict[tuple[int, bytes], np.ndarray] = {}
+    for a, m in enumerate(models):
+        key = (m.k, m.columns.tobytes())
+        if key not in cache:
+            cache[key] = _features(inputs[:, m.columns], codes, m.k, context)
+        out[:, a] = m.gain * (cache[key] @ m.coef.reshape(-1) + m.intercept) + m.shift
+    return out
+
+
+# --------------------------------------------------------------------------- solver core
+
+
+@dataclass
+class _Bank:
+    """Features of every context reach at once, rows in fold order.
+
+    ``context='frames'``: the windows of the largest k with offsets 0, -1, +1, ..., so
+    the features of a smaller k are the leading ``(2k+1)*p`` columns (one Gram matrix
+    serves every k). ``context='mean'``: the frames followed by the window mean of each k.
+    """
+
+    Z: np.ndarray
+    width: int
+    context: str
+    ks: list[int]
+
+    def cols(self, k: int, subset: np.ndarray | None) -> slice | np.ndarray:
+        """Columns of Z holding reach k of the source columns ``subset`` (None: all)."""
+        p = self.width
+        if self.context == "frames":
+            if subset is None:
+                return slice(0, (2 * k + 1) * p)
+            return (np.arange(2 * k + 1)[:, None] * p + subset[None, :]).ravel()
+        src = np.arange(p) if subset is None else subset
+        return np.concatenate((src, (1 + self.ks.index(k)) * p + src))
+
+
+def _bank(V: np.ndarray, codes: np.ndarray, ks: np.ndarray, context: str) -> _Bank:
+    n, p = V.shape
+    if context == "frames":
+        Z = V[window_index(codes, _nested_offsets(int(ks.max())))].reshape(n, -1)
+        return _Bank(Z=Z, width=p, context=context, ks=[])
+    uniq = sorted({int(k) for k in ks})
+    Z = np.hstack([V] + [window_means(V, codes, k) for k in uniq])
+    return _Bank(Z=Z, width=p, context=context, ks=uniq)
+
+
+def _times(Z: np.ndarray, cols: slice | np.ndarray, W: np.ndarray) -> np.ndarray:
+    """``Z[:, cols] @ W`` without copying scattered columns out of a large Z."""
+    if isinstance(cols, slice):
+        return Z[:, cols] @ W
+    full = np.zeros((Z.shape[1], W.shape[1]))
+    full[cols] = W
+    return Z @ full
+
+
+def _ncols(c: slice | np.ndarray) -> int:
+    return c.stop - c.start if isinstance(c, slice) else int(c.size)
+
+
+def _sub(M: np.ndarray, r: slice | np.ndarray, c: slice | np.ndarray) -> np.ndarray:
+    if isinstance(r, slice) and isinstance(c, slice):
+        return M[r, c]
+    rr = np.arange(M.shape[0])[r] if isinstance(r, slice) else r
+    cc = np.arange(M.shape[1])[c] if isinstance(c, slice) else c
+    return M[np.ix_(rr, cc)]
+
+
+@dataclass
+class _Sums:
+    """Sufficient statistics of a set of frames: the pieces of the augmented Gram matrix
+    of [1, Zx, Zs] (Zx: windows of the original inputs, Zs: of the previous stage)."""
+
+    n: float
+    sx: np.ndarray
+    Gxx: np.ndarray
+    rx: np.ndarray
+    ysum: np.ndarray
+    yy: np.ndarray
+    ss: np.ndarray | None = None
+    Gxs: np.ndarray | None = None
+    Gss: np.ndarray | None = None
+    rs: np.ndarray | None = None
+
+    def __add__(self, other: _Sums) -> _Sums:
+        def add(a: np.ndarray | None, b: np.ndarray | None) -> np.ndarray | None:
+            return None if a is None or b is None else a + b
+
+        return _Sums(
+            self.n + other.n,
+            self.sx + other.sx,
+            self.Gxx + other.Gxx,
+            self.rx + other.rx,
+            self.ysum + other.ysum,
+            self.yy + other.yy,
+            add(self.ss, other.ss),
+            add(self.Gxs, other.Gxs),
+            add(self.Gss, other.Gss),
+            add(self.rs, other.rs),
+        )
+
+    def system(
+        self, cx: slice | np.ndarray, cs: slice | np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Augmented Gram [1 Zx Zs]'[1 Zx Zs] and right-hand sides [1 Zx Zs]'Y."""
+        dx = _ncols(cx)
+        ds = 0 if cs is None else _ncols(cs)
+        d = 1 + dx + ds
+        G = np.empty((d, d))
+        r = np.empty((d, self.rx.shape[1]))
+        G[0, 0] = self.n
+        G[0, 1 : 1 + dx] = self.sx[cx]
+        G[1 : 1 + dx, 0] = self.sx[cx]
+        G[1 : 1 + dx, 1 : 1 + dx] = _sub(self.Gxx, cx, cx)
+        r[0] = self.ysum
+        r[1 : 1 + dx] = self.rx[cx]
+        if cs is not None:
+            if self.ss is None or self.Gxs is None or self.Gss is None or self.rs is None:
+                raise RuntimeError("stage-output statistics missing")  # internal misuse
+            G[0, 1 + dx :] = self.ss[cs]
+            G[1 + dx :, 0] = self.ss[cs]
+            cross = _sub(self.Gxs, cx, cs)
+            G[1 : 1 + dx, 1 + dx :] = cross
+            G[1 + dx :, 1 : 1 + dx] = cross.T
+            G[1 + dx :, 1 + dx :] = _sub(self.Gss, cs, cs)
+            r[1 + dx :] = self.rs[cs]
+        return G, r
+
+    @property
+    def ystats(self) -> np.ndarray:
+        """(3, A): sum y, sum y^2, n."""
+        return np.vstack((self.ysum, self.yy, np.full(self.ysum.shape, self.n)))
+
+
+def _x_sums(Z: np.ndarray, Y: np.ndarray) -> _Sums:
+    return _Sums(
+        n=float(Z.shape[0]),
+        sx=Z.sum(axis=0),
+        Gxx=Z.T @ Z,  # numpy hands Z.T @ Z to BLAS syrk
+        rx=Z.T @ Y,
+        ysum=Y.sum(axis=0),
+        yy=(Y**2).sum(axis=0),
+    )
+
+
+def _with_s(base: _Sums, Zx: np.ndarray, Zs: np.ndarray, Y: np.ndarray) -> _Sums:
+    """Add the stage-output pieces; the costly Zx'Zx block is reused from stage 1."""
+    return _Sums(
+        base.n, base.sx, base.Gxx, base.rx, base.ysum, base.yy,
+        ss=Zs.sum(axis=0), Gxs=Zx.T @ Zs, Gss=Zs.T @ Zs, rs=Zs.T @ Y,
+    )  # fmt: skip
+
+
+def _ridge_grid(G: np.ndarray, r: np.ndarray, Cs: np.ndarray) -> np.ndarray:
+    """Exact LinearSVR(squared eps-insensitive, eps=0, penalised intercept) for every C.
+
+    The primal ``0.5*|w|^2 + C*sum(res^2)`` is minimised by ``(G + I/(2C)) w = r``.
+    Returns weights (n_C, d, A), intercept in row 0.
+    """
+    d = G.shape[0]
+    diag = np.arange(d)
+    W = np.empty((Cs.size, d, r.shape[1]))
+    A = G.copy()
+    for i, C in enumerate(Cs):  # single solves use BLAS threads better than a batch
+        A[diag, diag] = G[diag, diag] + 1.0 / (2.0 * C)
+        W[i] = np.linalg.solve(A, r)
+    return W
+
+
+def _calibration(
+    G: np.ndarray, W: np.ndarray, ystats: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Gain and shift matching the fitted outputs' mean/std to the target's, from the Gram.
+
+    Why: a squared-error fit shrinks its output's variance by about R^2 and CCC punishes
+    that mismatch; matching both moments on the training frames is a cheap in-fold fix.
+    Returns arrays (n_C, A).
+    """
+    n = ystats[2]
+    mean_p = np.einsum("d,cda->ca", G[0], W) / n
+    second = (W * np.matmul(G, W)).sum(axis=1) / n  # w'Gw per C and attribute, via BLAS
+    std_p = np.sqrt(np.maximum(second - mean_p**2, 0.0))
+    mean_y = ystats[0] / n
+    std_y = np.sqrt(np.maximum(ystats[1] / n - mean_y**2, 0.0))
+    ok = std_p > 1e-12 * np.maximum(std_y, 1e-300)
+    gain = np.where(ok, std_y / np.where(ok, std_p, 1.0), 1.0)
+    shift = np.where(ok, mean_y - gain * mean_p, 0.0)
+    return gain, shift
+
+
+def _liblinear_fit(
+    Z: np.ndarray, y: np.ndarray, C: float, params: dict[str, Any]
+) -> tuple[np.ndarray, int]:
+    """Weights (d,), intercept first, and iterations of one LinearSVR fit (published solver)."""
+    svr = LinearSVR(C=C, epsilon=0.0, **params).fit(Z, y)
+    return np.concatenate((np.atleast_1d(svr.intercept_), svr.coef_)), int(svr.n_iter_)
+
+
+@dataclass(frozen=True)
+class _Unit:
+    """Attributes fitted from one column set: all of them ('all') or one ('same')."""
+
+    inputs: str
+    attrs: slice
+    xsub: np.ndarray | None
+    ssub: np.ndarray | None
+
+
+@dataclass
+class _UnitFit:
+    W: np.ndarray  # (n_C, d, n_attrs), intercept in row 0
+    gain: np.ndarray  # (n_C, n_attrs)
+    shift: np.ndarray  # (n_C, n_attrs)
+
+
+@dataclass
+class _Run:
+    """What one pass of the multistage procedure over a set of training folds yields."""
+
+    scores: list[np.ndarray] = field(default_factory=list)  # (n_sel, n_k, n_C, A)
+    chosen: list[list[tuple[str, int, float]]] = field(default_factory=list)
+    best: list[np.ndarray] = field(default_factory=list)  # (A,)
+    train_out: list[np.ndarray] = field(default_factory=list)  # (n_train, A)
+    test_out: list[np.ndarray] = field(default_factory=list)  # (n_test, A)
+    models: list[list[StageModel]] = field(default_factory=list)
+    seconds: list[float] = field(default_factory=list)  # wall time of each stage
+
+
+class _Engine:
+    """The multistage procedure on frames grouped into folds (contiguous row blocks)."""
+
+    def __init__(
+        self,
+        est: MultistageSVRFusion,
+        X: np.ndarray,
+        Y: np.ndarray,
+        codes: np.ndarray,
+        bounds: np.ndarray,
+        ks: np.ndarray,
+        Cs: np.ndarray,
+    ) -> None:
+        self.est, self.X, self.Y, self.codes = est, X, Y, codes
+        self.bounds, self.ks, self.Cs = bounds, ks, Cs
+        self.n_out = Y.shape[1]
+        self.xbank = _bank(X, codes, ks, est.context)
+        self.xsums = [
+            _x_sums(self.xbank.Z[self.rows(b)], Y[self.rows(b)]) for b in range(bounds.size - 1)
+        ]
+        # stage-1 fits depend only on the training folds: outer and inner runs share them
+        self.cache: dict[tuple[Any, ...], _UnitFit] = {}
+        self.n_iter = 1  # most liblinear iterations seen; the gram solver is one exact solve
+        p, A = X.shape[1], self.n_out
+        # allowed column sets per attribute ('auto' lets the grid choose between both)
+        self.allowed = [
+            {"all", "same"} if sel == "auto" else {sel} for sel in est._selection_per_attribute(A)
+        ]
+        self.selections = [s for s in ("all", "same") if any(s in al for al in self.allowed)]
+        self.units: dict[str, list[_Unit]] = {
+            "all": [_Unit("all", slice(0, A), None, None)],
+            "same": [
+                _Unit("same", slice(a, a + 1), np.arange(a, p, A), np.array([a]))
+                for a in range(A)
+                if "same" in self.allowed[a]
+            ],
+        }
+
+    def rows(self, b: int) -> slice:
+        return slice(int(self.bounds[b]), int(self.bounds[b + 1]))
+
+    def _rows_of(self, blocks: Sequence[int]) -> np.ndarray:
+        return np.concatenate([np.arange(self.bounds[b], self.bounds[b + 1]) for b in blocks])
+
+    def _cols(
+        self, k: int, unit: _Unit, sbank: _Bank | None
+    ) -> tuple[slice | np.ndarray, slice | np.ndarray | None]:
+        cs = None if sbank is None else sbank.cols(k, unit.ssub)
+        return self.xbank.cols(k, unit.xsub), cs
+
+    def _fit(
+        self, sums: _Sums, blocks: Sequence[int], k: int, unit: _Unit, sbank: _Bank | None
+    ) -> _UnitFit:
+        """Weights for every C fitted on ``blocks`` (cached at stage 1)."""
+        key = (frozenset(blocks), k, unit.inputs, unit.attrs.start)
+        if sbank is None and key in self.cache:
+            return self.cache[key]
+        cx, cs = self._cols(k, unit, sbank)
+        est = self.est
+        need_gram = est.solver == "gram" or est.calibrate
+        G, r = sums.system(cx, cs) if need_gram else (None, None)
+        n_attrs = unit.attrs.stop - unit.attrs.start
+        if est.solver == "gram":
+            assert G is not None and r is not None
+            W = _ridge_grid(G, r[:, unit.attrs], self.Cs)
+        else:
+            rows = self._rows_of(blocks)
+            Z = self.xbank.Z[rows][:, cx]
+            if sbank is not None:
+                Z = np.hstack((Z, sbank.Z[rows][:, cs]))
+            params = {
+                "loss": est.loss,
+                "max_iter": est.max_iter,
+                "tol": est.tol,
+                "random_state": est.random_state,
+            }
+            attrs = range(unit.attrs.start, unit.attrs.stop)
+            fits = Parallel(n_jobs=est.n_jobs, prefer="threads")(
+                delayed(_liblinear_fit)(Z, self.Y[rows, a], float(C), params)
+                for C in self.Cs
+                for a in attrs
+            )
+            W = np.stack([w for w, _ in fits]).reshape(self.Cs.size, n_attrs, -1)
+            W = W.transpose(0, 2, 1)
+            self.n_iter = max(self.n_iter, *(it for _, it in fits))
+        if est.calibrate:
+            assert G is not None
+            gain, shift = _calibration(G, W, sums.ystats[:, unit.attrs])
+        else:
+            gain, shift = np.ones((self.Cs.size, n_attrs)), np.zeros((self.Cs.size, n_attrs))
+        fit = _UnitFit(W=W, gain=gain, shift=shift)
+        if sbank is None:
+            self.cache[key] = fit
+        return fit
+
+    def _apply(
+        self, fit: _UnitFit, k: int, unit: _Unit, b: int, sbank: _Bank | None
+    ) -> np.ndarray:
+        """Outputs (rows of block b, n_C, n_attrs) of every C."""
+        n_c, d, n_attrs = fit.W.shape
+        cx, cs = self._cols(k, unit, sbank)
+        dx = _ncols(cx)
+        rows = self.rows(b)
+        flat = fit.W.transpose(1, 0, 2).reshape(d, n_c * n_attrs)
+        out = _times(self.xbank.Z[rows], cx, flat[1 : 1 + dx])
+        if sbank is not None and cs is not None:
+            out += _times(sbank.Z[rows], cs, flat[1 + dx :])
+        out = out.reshape(-1, n_c, n_attrs) + fit.W[:, 0, :][None]
+        return out * fit.gain[None] + fit.shift[None]
+
+    def run(
+        self, train: Sequence[int], test: Sequence[int], *, in_sample: bool, keep_models: bool
+    ) -> _Run:
+        """Fit every stage on the ``train`` folds and predict the ``test`` folds.
+
+        Under ``in_sample`` each stage is fitted, chosen and scored on all training frames
+        and hands its in-sample output on (paper). Otherwise the grid point is chosen on
+        out-of-fold outputs over the training folds and the chosen models are refit on
+        all training folds to predict ``test``; the next stage is trained on the
+        out-of-fold outputs (``stage_inputs='oof'``) or on the refit models' in-sample
+        outputs (``'insample'``).
+        """
+        ks, Cs, A = self.ks, self.Cs, self.n_out
+        train, test = list(train), list(test)
+        if not in_sample and len(train) < 2:
+            raise ValueError("cross-validation needs at least two training folds")
+        train_rows = self._rows_of(train)
+        y_train = self.Y[train_rows]
+        n_test = sum(self.rows(b).stop - self.rows(b).start for b in test)
+        insample_inputs = not in_sample and self.est.stage_inputs == "insample"
+        res = _Run()
+        S: np.ndarray | None = None  # previous stage's outputs, all frames, fold order
+        for _stage in range(self.est.n_stages):
+            started = time.perf_counter()
+            sbank = None if S is None else _bank(S, self.codes, ks, self.est.context)
+            block_sums: dict[int, _Sums] = {}
+            for b in train:
+                rows = self.rows(b)
+                block_sums[b] = (
+                    self.xsums[b]
+                    if sbank is None
+                    else _with_s(self.xsums[b], self.xbank.Z[rows], sbank.Z[rows], self.Y[rows])
+                )
+
+            def total(blocks: Sequence[int], sums: dict[int, _Sums] = block_sums) -> _Sums:
+                out = sums[blocks[0]]
+                for b in blocks[1:]:
+                    out = out + sums[b]
+                return out
+
+            if in_sample:
+                splits = [(train, train)]
+            else:
+                splits = [([b for b in train if b != g], [g]) for g in train]
+            split_sums = [total(fit_blocks) for fit_blocks, _ in splits]
+            all_sums = split_sums[0] if in_sample else total(train)
+
+            grid = np.full((len(self.selections), ks.size, train_rows.size, Cs.size, A), np.nan)
+            for si, sel in enumerate(self.selections):
+                for unit in self.units[sel]:
+                    for ki, k in enumerate(ks.tolist()):
+                        pos = 0
+                        for (fit_blocks, eval_blocks), sums in zip(
+                            splits, split_sums, strict=True
+                        ):
+                            fit = self._fit(sums, fit_blocks, k, unit, sbank)
+                            for b in eval_blocks:
+                                out = self._apply(fit, k, unit, b, sbank)
+                                grid[si, ki, pos : pos + out.shape[0], :, unit.attrs] = out
+                                pos += out.shape[0]
+
+            scores = np.empty(grid.shape[:2] + (Cs.size, A))
+            for idx in np.ndindex(*scores.shape):
+                si, ki, ci, a = idx
+                allowed = self.selections[si] in self.allowed[a]
+                scores[idx] = ccc(grid[si, ki, :, ci, a], y_train[:, a]) if allowed else np.nan
+
+            S_new = np.zeros((self.X.shape[0], A))
+            chosen: list[tuple[str, int, float]] = []
+            best = np.empty(A)
+            models: list[StageModel] = []
+            test_out = np.empty((n_test, A))
+            for a in range(A):
+                flat = scores[..., a].ravel()
+                # first best in grid order, as the published strict '>' scan; NaN never wins
+                i = int(np.nanargmax(flat)) if np.isfinite(flat).any() else 0
+                si, ki, ci = (int(v) for v in np.unravel_index(i, scores.shape[:3]))
+                sel, k = self.selections[si], int(ks[ki])
+                unit = next(u for u in self.units[sel] if u.attrs.start <= a < u.attrs.stop)
+                j = a - unit.attrs.start
+                chosen.append((sel, k, float(Cs[ci])))
+                best[a] = flat[i]
+                S_new[train_rows, a] = grid[si, ki, :, ci, a]
+                if not (test or keep_models or insample_inputs):
+                    continue
+                fit = self._fit(all_sums, train, k, unit, sbank)
+                if insample_inputs:
+                    for b in train:
+                        S_new[self.rows(b), a] = self._apply(fit, k, unit, b, sbank)[:, ci, j]
+                pos = 0
+                for b in test:
+                    out = self._apply(fit, k, unit, b, sbank)[:, ci, j]
+                    S_new[self.rows(b), a] = out
+                    test_out[pos : pos + out.size, a] = out
+                    pos += out.size
+                if keep_models:
+                    models.append(self._stage_model(fit, k, ci, j, unit, sbank))
+            res.scores.append(scores)
+            res.chosen.append(chosen)
+            res.best.append(best)
+            res.train_out.append(S_new[train_rows])
+            res.test_out.append(test_out)
+            res.models.append(models)
+            res.seconds.append(time.perf_counter() - started)
+            S = S_new
+        return res
+
+    def _stage_model(
+        self, fit: _UnitFit, k: int, ci: int, j: int, unit: _Unit, sbank: _Bank | None
+    ) -> StageModel:
+        """Package one refit model with its weights in the public column order."""
+        w = fit.W[ci, :, j]
+        p = self.X.shape[1]
+        xcols = np.arange(p) if unit.xsub is None else unit.xsub
+        dx = _ncols(self.xbank.cols(k, unit.xsub))
+        parts = [self._natural(w[1 : 1 + dx], k, xcols.size)]
+        columns = [xcols]
+        if sbank is not None:
+            scols = np.arange(self.n_out) if unit.ssub is None else unit.ssub
+            parts.append(self._natural(w[1 + dx :], k, scols.size))
+            columns.append(p + scols)
+        return StageModel(
+            k=k,
+            C=float(self.Cs[ci]),
+            inputs=unit.inputs,
+            columns=np.concatenate(columns),
+            coef=np.hstack(parts),
+            intercept=float(w[0]),
+            gain=float(fit.gain[ci, j]),
+            shift=float(fit.shift[ci, j]),
+        )
+
+    def _natural(self, w: np.ndarray, k: int, width: int) -> np.ndarray:
+        """Bank-order weights -> (2k+1, width) for offsets -k..k, or (2, width) for 'mean'."""
+        if self.est.context == "mean":
+            return w.reshape(2, width).copy()
+        rows = w.reshape(2 * k + 1, width)
+        out = np.empty_like(rows)
+        out[_nested_offsets(k) + k] = rows
+        return out
+
+
+# --------------------------------------------------------------------------- estimator
+
+
+class MultistageSVRFusion(RegressorMixin, BaseEstimator):
+    """Multistage late fusion: per stage, one context-window linear SVR per attribute.
+
+    Args:
+        n_stages: number of stages; stage s+1 gets the original inputs plus the outputs
+            of stage s (all attributes), windowed like the inputs.
+        contexts: context reaches k to choose from, per attribute and stage.
+        complexities: SVR C values to choose from, per attribute and stage.
+        protocol: ``"cv"``: within the training frames, k and C are chosen on out-of-fold
+            CCC with folds grouped by recording, and the chosen models are refit on all
+            training frames. The reported scores come from running that whole procedure
+            once per outer fold on the other folds and scoring the held-out fold (nested;
+            see the module docstring); ``predict`` uses the procedure fitted on all
+            frames. ``"paper"``: fit, choose and score on the same frames (in-sample), as
+            published.
+        n_splits: folds (recordings grouped) for ``protocol="cv"``; at least 3 so that the
+            nested inner level still has two folds. With ``groups=None`` (one recording)
+            the folds are contiguous blocks of frames.
+        solver: ``"gram"`` solves the squared-epsilon-insensitive primal exactly for the
+            whole grid from per-fold Gram matrices; ``"liblinear"`` fits
+            ``sklearn.svm.LinearSVR`` per grid point (slow reference).
+        loss: LinearSVR loss. ``"gram"`` supports ``"squared_epsilon_insensitive"`` only;
+            ``"epsilon_insensitive"`` with ``solver="liblinear"`` is the published solver.
+        max_iter, tol: liblinear's stopping rule (the published script used the default
+            1000 iterations); the gram solver is exact and ignores them.
+        context: ``"frames"`` (paper) uses every frame of the window as features;
+            ``"mean"`` uses the centre frame and the window mean, 2p instead of (2k+1)p
+            columns, which generalises better across recordings.
+        calibrate: rescale each SVR's output so that its mean and std match the target's
+            on the frames it was fitted on (in-fold under cv). A squared-error fit shrinks
+            its output's variance and CCC punishes that; off reproduces the paper.
+        input_selection: columns each attribute's SVR reads: ``"all"`` (paper: every
+            system's prediction of every attribute), ``"same"`` (only the predictions of
+            that attribute, and the previous stage's output for it; needs X laid out
+            system-major, M blocks of A columns, as ``stack_recordings`` writes it) or
+            ``"auto"`` (chosen per attribute and stage like k and C). One value for all
+            attributes or one per attribute, e.g. ``("same", "same", "all")``.
+        stage_inputs: what the next stage is trained on under cv: ``"oof"`` the
+            out-of-fold outputs (stacking) or ``"insample"`` the outputs of the stage
+            refit on all training frames, which is what it sees at predict time.
+            Out-of-fold outputs carry each fold's label mean through the fold models'
+            intercepts, which a later stage learns to exploit and which does not carry
+            over to new recordings (measured: liking falls at stage 2).
+        n_jobs: parallel threads for the outer folds of ``protocol="cv"`` and for
+            ``solver="liblinear"`` fits. Fitting runs with one BLAS thread per task:
+            multi-threaded LAPACK on these systems was 3-10x slower on a shared 2-core
+            machine.
+        random_state: seed of LinearSVR's coordinate descent (liblinear only).
+
+    Attributes:
+        stages_: per stage, per attribute, the ``StageModel`` refit on all frames.
+        chosen_: per stage, per attribute, the chosen ``(k, C)``.
+        chosen_inputs_: per stage, per attribute, the chosen ``input_selection``.
+        stage_scores_: CCC per stage and attribute (n_stages, A): nested out-of-fold under
+            cv, in-sample under paper.
+        selection_scores_: the CCC each choice was made on (n_stages, A): out-of-fold over
+            all frames under cv (honest for stage 1, optimistic later), in-sample under
+            paper.
+        grid_scores_: CCC of every grid point (n_stages, n_contexts, n_C, A) as used for
+            the choice of the final models.
+        stage_predictions_: per stage the fused frames (n_stages, n_frames, A) in input
+            order, scored in ``stage_scores_``: nested out-of-fold under cv (honest devel
+            predictions), in-sample under paper.
+        n_features_in_: number of input columns.
+        n_outputs_: number of attributes A.
+        stage_seconds_: seconds spent on each stage (n_stages,), summed over the procedure
+            on all frames and, under cv, the outer folds (with ``n_jobs`` > 1 these overlap
+            in wall time); stage 1 includes the windows and Gram blocks of the inputs.
+        n_iter_: most liblinear iterations of any fit (reaching ``max_iter`` means it
+            stopped unconverged, as in the published script); 1 for the exact gram solver.
+    """
+
+    def __init__(
+        self,
+        *,
+        n_stages: int = 5,
+        contexts: Sequence[int] = (11, 13, 15, 17, 19),
+        complexities: Sequence[float] = (0.001, 0.01, 0.1, 1.0),
+        protocol: Protocol = "cv",
+        n_splits: int = 5,
+        solver: Solver = "gram",
+        loss: str = "squared_epsilon_insensitive",
+        max_iter: int = 1000,
+        tol: float = 1e-4,
+        context: Context = "frames",
+        calibrate: bool = False,
+        input_selection: Selection = "all",
+        stage_inputs: StageInputs = "oof",
+        n_jobs: int | None = None,
+        random_state: int | None = 0,
+    ) -> None:
+        self.n_stages = n_stages
+        self.contexts = contexts
+        self.complexities = complexities
+        self.protocol = protocol
+        self.n_splits = n_splits
+        self.solver = solver
+        self.loss = loss
+        self.max_iter = max_iter
+        self.tol = tol
+        self.context = context
+        self.calibrate = calibrate
+        self.input_selection = input_selection
+        self.stage_inputs = stage_inputs
+        self.n_jobs = n_jobs
+        self.random_state = random_state
+
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        tags.target_tags.single_output = True
+        return tags
+
+    # ------------------------------------------------------------------ validation
+
+    def _check_params(self) -> tuple[np.ndarray, np.ndarray]:
+        def is_int(v: Any) -> bool:
+            return isinstance(v, int | np.integer) and not isinstance(v, bool)
+
+        if not is_int(self.n_stages) or self.n_stages < 1:
+            raise ValueError(f"n_stages: expected a positive integer, got {self.n_stages!r}")
+        try:
+            ks = np.asarray(list(self.contexts), dtype=np.float64)
+            Cs = np.asarray(list(self.complexities), dtype=np.float64)
+        except (TypeError, ValueError):
+            raise ValueError(
+                "contexts and complexities: expected sequences of numbers, got "
+                f"{self.contexts!r} and {self.complexities!r}"
+            ) from None
+        if ks.size == 0:
+            raise ValueError("contexts: the grid is empty; give at least one context reach k")
+        if (
+            ks.ndim != 1
+            or not np.all(np.isfinite(ks))
+            or np.any(ks != np.round(ks))
+            or (np.any(ks < 0))
+        ):
+            raise ValueError(f"contexts: expected non-negative integers, got {self.contexts!r}")
+        if Cs.size == 0:
+            raise ValueError("complexities: the grid is empty; give at least one C > 0")
+        if Cs.ndim != 1 or not np.all(np.isfinite(Cs)) or np.any(Cs <= 0):
+            raise ValueError(
+                f"complexities: expected finite values C > 0, got {self.complexities!r}"
+            )
+        if self.protocol not in _PROTOCOLS:
+            raise ValueError(f"protocol: expected one of {_PROTOCOLS}, got {self.protocol!r}")
+        if self.solver not in _SOLVERS:
+            raise ValueError(f"solver: expected one of {_SOLVERS}, got {self.solver!r}")
+        if self.loss not in _LOSSES:
+            raise ValueError(f"loss: expected one of {_LOSSES}, got {self.loss!r}")
+        if self.solver == "gram" and self.loss != "squared_epsilon_insensitive":
+            raise ValueError(
+                "loss: solver='gram' solves loss='squared_epsilon_insensitive' only; "
+                "use solver='liblinear' for loss='epsilon_insensitive'"
+            )
+        if self.context not in _CONTEXTS:
+            raise ValueError(f"context: expected one of {_CONTEXTS}, got {self.context!r}")
+        sels = (
+            [self.input_selection]
+            if isinstance(self.input_selection, str)
+            else list(self.input_selection)
+        )
+        if not sels or any(sel not in _SELECTIONS for sel in sels):
+            raise ValueError(
+                f"input_selection: expected one of {_SELECTIONS} or one per attribute, "
+                f"got {self.input_selection!r}"
+            )
+        if self.stage_inputs not in _STAGE_INPUTS:
+            raise ValueError(
+                f"stage_inputs: expected one of {_STAGE_INPUTS}, got {self.stage_inputs!r}"
+            )
+        if self.protocol == "cv" and (not is_int(self.n_splits) or self.n_splits < 3):
+            raise ValueError(
+                f"n_splits: expected an integer >= 3 for nested cross-validation, "
+                f"got {self.n_splits!r}"
+            )
+        return ks.astype(np.int64), Cs
+
+    def _folds(self, codes: np.ndarray, grouped: bool) -> list[np.ndarray]:
+        n = codes.shape[0]
+        if self.protocol == "paper":
+            return [np.arange(n)]
+        if not grouped:
+            if n < self.n_splits:
+                raise ValueError(
+                    f"protocol='cv' needs at least n_splits={self.n_splits} frames, "
+                    f"got n_samples={n}"
+                )
+            # one recording: contiguous blocks, as shuffled frames would leak through the
+            # autocorrelation of neighbouring frames
+            return np.array_split(np.arange(n), self.n_splits)
+        n_groups = int(codes.max()) + 1
+        if n_groups < self.n_splits:
+            raise ValueError(
+                f"protocol='cv' needs at least n_splits={self.n_splits} recordings "
+                f"(distinct groups), got {n_groups}"
+            )
+        splitter = GroupKFold(n_splits=self.n_splits)
+        return [np.sort(test) for _, test in splitter.split(codes, groups=codes)]
+
+    def _selection_per_attribute(self, n_out: int) -> list[str]:
+        if isinstance(self.input_selection, str):
+            return [self.input_selection] * n_out
+        sels = [str(v) for v in self.input_selection]
+        if len(sels) != n_out:
+            raise ValueError(
+                f"input_selection: expected one value per attribute ({n_out}), got {sels!r}"
+            )
+        return sels
+
+    # ------------------------------------------------------------------ fit / predict
+
+    def fit(self, X: Any, y: Any, groups: Any = None) -> MultistageSVRFusion:
+        """Fit all stages.
+
+        Args:
+            X: system predictions per frame, (n_frames, M*A) (any column layout works).
+            y: gold labels (n_frames, A) or (n_frames,).
+            groups: recording id per frame; None means one recording. Recordings may be
+                interleaved; frames of one recording are taken in their order of
+                appearance.
+
+        Returns:
+            self.
+
+        Raises:
+            ValueError: bad parameters, NaN/inf, mismatched lengths, too few recordings
+                for the folds.
+        """
+        ks, Cs = self._check_params()
+        X, y = validate_data(self, X, y, multi_output=True, y_numeric=True, dtype=np.float64)
+        Y = np.asarray(y, dtype=np.float64)
+        y_ndim = Y.ndim
+        if Y.ndim == 1:
+            Y = Y[:, None]
+        if set(self._selection_per_attribute(Y.shape[1])) != {"all"} and X.shape[1] % Y.shape[1]:
+            raise ValueError(
+                f"input_selection={self.input_selection!r} needs X columns laid out as "
+                f"systems x {Y.shape[1]} attributes (system-major), but X has "
+                f"{X.shape[1]} columns"
+            )
+        codes = group_codes(groups, X.shape[0])
+        folds = self._folds(codes, grouped=groups is not None)
+        perm = np.concatenate(folds)  # rows in fold order: each fold is one block
+        inv = np.empty_like(perm)
+        inv[perm] = np.arange(perm.size)
+        bounds = np.cumsum([0] + [f.size for f in folds])
+        blocks = list(range(len(folds)))
+        in_sample = self.protocol == "paper"
+        # One BLAS thread per task: multi-threaded LAPACK on these ~1000-column systems
+        # ran 3-10x slower on a shared 2-core machine; parallelism comes from n_jobs.
+        with threadpool_limits(limits=1, user_api="blas"):
+            started = time.perf_counter()
+            engine = _Engine(self, X[perm], Y[perm], codes[perm], bounds, ks, Cs)
+            setup = time.perf_counter() - started
+
+            def task(f: int | None) -> _Run:
+                if f is None:  # the procedure on all frames: the fitted models
+                    return engine.run(blocks, [], in_sample=in_sample, keep_models=True)
+                rest = [b for b in blocks if b != f]
+                return engine.run(rest, [f], in_sample=False, keep_models=False)
+
+            outer: list[int | None] = [] if in_sample else list(blocks)
+            runs = Parallel(n_jobs=self.n_jobs, prefer="threads")(
+                delayed(task)(f) for f in [None, *outer]
+            )
+        final = runs[0]
+        if in_sample:
+            preds = np.stack(final.train_out)
+            scores = np.stack(final.best)
+        else:
+            # outer fold f's held-out predictions; blocks are in row order
+            preds = np.concatenate([np.stack(r.test_out) for r in runs[1:]], axis=1)
+            scores = np.array(
+                [
+                    [ccc(preds[s, :, a], Y[perm, a]) for a in range(Y.shape[1])]
+                    for s in range(self.n_stages)
+                ]
+            )
+        self._y_ndim = y_ndim
+        self.n_outputs_ = Y.shape[1]
+        self.stages_ = final.models
+        self.chosen_ = [[(k, C) for _, k, C in stage] for stage in final.chosen]
+        self.chosen_inputs_ = [[sel for sel, _, _ in stage] for stage in final.chosen]
+        self.grid_scores_ = np.stack(final.scores)
+        self.selection_scores_ = np.stack(final.best)
+        self.stage_scores_ = scores
+        self.stage_predictions_ = preds[:, inv]
+        self.n_iter_ = engine.n_iter
+        seconds = np.sum([r.seconds for r in runs], axis=0)
+        seconds[0] += setup
+        self.stage_seconds_ = seconds
+        return self
+
+    def predict(self, X: Any, groups: Any = None) -> np.ndarray:
+        """Fused predictions of the last stage.
+
+        Args:
+            X: system predictions per frame, columns as in ``fit``.
+            groups: recording id per frame (None: one recording).
+
+        Returns:
+            (n_frames, A), or (n_frames,) when ``fit`` got a 1-D y.
+
+        Raises:
+            sklearn.exceptions.NotFittedError: before ``fit``.
+            ValueError: wrong number of columns, NaN/inf, mismatched groups.
+        """
+        check_is_fitted(self, "stages_")
+        X = validate_data(self, X, reset=False, dtype=np.float64)
+        codes = group_codes(groups, X.shape[0])
+        out = self.stage_outputs(X, codes)[-1]
+        return out[:, 0] if self._y_ndim == 1 else out
+
+    def stage_outputs(self, X: np.ndarray, codes: np.ndarray) -> list[np.ndarray]:
+        """Outputs (n, A) of every stage for validated X and integer recording codes."""
+        check_is_fitted(self, "stages_")
+        outs: list[np.ndarray] = []
+        inputs = X
+        for models in self.stages_:
+            outs.append(_predict_stage(models, inputs, codes, self.context))
+            inputs = np.hstack((X, outs[-1]))
+        return outs
