@@ -309,6 +309,62 @@ def chain_plugins() -> dict[str, Any]:
     return {}
 
 
+@main.command()
+@click.option("--model-name", default="ser-ces", show_default=True)
+@click.option("--metric", default="devel_ccc_mean", show_default=True)
+@click.option("--filter", "filter_string", default="",
+              help="MLflow search filter (default: FINISHED runs on --data-root whose model "
+                   "predicts from raw features).")
+@click.option("--alias", default="champion", show_default=True)
+@click.option("--data-root", type=click.Path(path_type=Path), default=DEFAULT_DATA_ROOT,
+              show_default=True, help="Data root whose runs the default filter selects.")
+@user_errors
+def register(model_name: str, metric: str, filter_string: str, alias: str,
+             data_root: Path) -> None:
+    """Register the best run's model and point an alias at it."""
+    from ser_mlflow import registry
+
+    registry.register_best(model_name=model_name, metric=metric, filter_string=filter_string,
+                           alias=alias, data_root=data_root, echo=click.echo)
+
+
+@main.command()
+@click.option("--model-name", default="ser-ces", show_default=True)
+@click.option("--challenger", default="challenger", show_default=True)
+@click.option("--champion", default="champion", show_default=True)
+@click.option("--metric", default="devel_ccc_mean", show_default=True)
+@click.option("--force", is_flag=True, help="Promote even when the metric is not higher.")
+@user_errors
+def promote(model_name: str, challenger: str, champion: str, metric: str, force: bool) -> None:
+    """Move the champion alias to the challenger's version when it scores higher."""
+    from ser_mlflow import registry
+
+    result = registry.promote(model_name=model_name, challenger=challenger, champion=champion,
+                              metric=metric, force=force, echo=click.echo)
+    if not result.promoted:
+        sys.exit(1)
+
+
+@main.command()
+@click.option("--model-uri", required=True, help="Any MLflow model URI, e.g. "
+              "models:/ser-ces@champion or runs:/<run_id>/model.")
+@click.option("--data-root", type=click.Path(path_type=Path), default=DEFAULT_DATA_ROOT,
+              show_default=True)
+@click.option("--partition", type=click.Choice(["Train", "Devel", "Test"]), default="Test",
+              show_default=True)
+@click.option("--out", type=click.Path(path_type=Path), default=Path("predictions"),
+              show_default=True, help="Folder for one AVEC-format CSV per recording.")
+@click.option("--experiment", default=DEFAULT_EXPERIMENT, show_default=True)
+@user_errors
+def predict(model_uri: str, data_root: Path, partition: str, out: Path, experiment: str) -> None:
+    """Predict a partition of an AVEC-layout data root with a logged or registered model."""
+    from ser_mlflow import registry
+
+    import_tensorflow_quietly()
+    registry.predict(model_uri=model_uri, data_root=data_root, partition=partition, out=out,
+                     experiment=experiment, echo=click.echo)
+
+
 def format_scores(metrics: dict[str, float]) -> str:
     """A small table of devel (and test) CCC, overall (DE+HU) and per culture."""
     import re
@@ -334,6 +390,105 @@ def format_scores(metrics: dict[str, float]) -> str:
             + "".join(f"{vals.get(a, float('nan')):>9.3f}" for a in cols)
         )
     return "\n".join(lines)
+
+
+def _optional_int(value: str | int | None, name: str) -> int | None:
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none")):
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise click.BadParameter(f"expected an integer, got {value!r}", param_hint=name) from None
+
+
+@main.command()
+@click.option(
+    "--feature-sets",
+    default=DEFAULT_FEATURE_SET,
+    show_default=True,
+    help="One feature set, or two joined by '+' (every trial trains on them).",
+)
+@click.option(
+    "--sampler",
+    type=click.Choice(["auto", "random", "tpe", "nsga2"]),
+    default="auto",
+    show_default=True,
+    help="random = the paper's search; auto = tpe for one objective, nsga2 for multi.",
+)
+@click.option(
+    "--objective",
+    type=click.Choice(["mean", "arousal", "valence", "liking", "multi"]),
+    default="mean",
+    show_default=True,
+    help="Devel CCC to maximise; multi = the three CCCs at once (Pareto front).",
+)
+@click.option("--n-trials", default="20", show_default=True, help="Trials ('' = until timeout).")
+@click.option("--timeout", default="", help="Seconds after which no trial starts.")
+@click.option("--storage", default="", help="Optuna RDB URL [default: optuna.db beside mlflow.db]")
+@click.option("--study-name", default="", help="Continue this study (created when missing).")
+@click.option(
+    "--resume",
+    type=click.Choice(["true", "false"]),
+    default="false",
+    is_flag=False,
+    flag_value="true",
+    help="The study named by --study-name must exist already.",
+)
+@click.option("--n-workers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Local processes running trials of this search in parallel.")
+@click.option(
+    "--prune",
+    type=click.Choice(["auto", "true", "false"]),
+    default="auto",
+    is_flag=False,
+    flag_value="true",
+    show_default=True,
+    help="Median pruning on per-epoch devel CCC (auto: on unless objective=multi).",
+)
+@click.option("--no-prune", is_flag=True, help="Same as --prune false.")
+@training_options
+@user_errors
+def search(
+    feature_sets: str,
+    sampler: str,
+    objective: str,
+    n_trials: str,
+    timeout: str,
+    storage: str,
+    study_name: str,
+    resume: str,
+    n_workers: int,
+    prune: str,
+    no_prune: bool,
+    **kw: Any,
+) -> None:
+    """Optuna search over the loss weights alpha, beta, gamma; one nested run per trial."""
+    from ser_mlflow import tracking
+
+    if kw.get("loss", "MTL2").upper() != "MTL2" or any(
+        _optional_float(kw.get(k), k) is not None for k in ("alpha", "beta", "gamma")
+    ):
+        raise ValueError("search: alpha, beta and gamma are searched; drop --loss/--alpha/"
+                         "--beta/--gamma")
+    if no_prune and prune == "true":
+        raise ValueError("prune: --prune and --no-prune contradict each other")
+    from ser_mlflow.search import resolve_settings, run_search
+
+    settings: dict[str, Any] = dict(
+        sampler=sampler,
+        objective=objective,
+        n_trials=_optional_int(n_trials, "n_trials"),
+        timeout=_optional_float(timeout, "timeout"),
+        study_name=study_name or None,
+        n_workers=n_workers,
+        prune=False if no_prune else {"auto": None, "true": True, "false": False}[prune],
+        resume=resume == "true",
+    )
+    resolve_settings(**settings)  # bad combinations fail before TensorFlow loads
+    cfg = build_train_config(feature_sets=feature_sets, **kw)
+    import_tensorflow_quietly()
+    run_search(cfg, storage=storage or None, echo=click.echo, **settings)
+    click.echo(tracking.ui_hint())
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -158,10 +158,10 @@ def log_dataset(
     tags: Mapping[str, str] | None = None,
 ) -> None:
     """Record a dataset read from disk by its content digest (no copy of the data)."""
+    import warnings
+
     from mlflow.data.dataset_source_registry import resolve_dataset_source
     from mlflow.data.meta_dataset import MetaDataset
-
-    import warnings
 
     with warnings.catch_warnings():  # local paths match two equivalent source types
         warnings.simplefilter("ignore", UserWarning)
@@ -314,3 +314,83 @@ def log_ser_model(
         pip_requirements=_pip_requirements(),
         params={k: str(v) for k, v in (params or {}).items()},
     )
+
+
+# --- model registry -------------------------------------------------------------------
+
+
+def register_run_model(run_id: str, model_name: str) -> Any:
+    """Register the run's logged model, or return the version that already holds it."""
+    configure()
+    client = MlflowClient()
+    with contextlib.suppress(Exception):
+        for mv in client.search_model_versions(f"name = '{model_name}' and run_id = '{run_id}'"):
+            return mv
+    return mlflow.register_model(f"runs:/{run_id}/model", model_name)
+
+
+def model_version_by_alias(model_name: str, alias: str) -> Any:
+    """The version an alias points to.
+
+    Raises:
+        ValueError: the model or the alias does not exist (names what does).
+    """
+    from mlflow.exceptions import MlflowException
+
+    configure()
+    client = MlflowClient()
+    try:
+        model = client.get_registered_model(model_name)
+    except MlflowException:
+        names = [m.name for m in client.search_registered_models()]
+        raise ValueError(
+            f"model_name: no registered model {model_name!r}; registered: {names or 'none'}"
+        ) from None
+    try:
+        return client.get_model_version_by_alias(model_name, alias)
+    except MlflowException:
+        have = sorted(model.aliases) if model.aliases else []
+        raise ValueError(
+            f"alias: model {model_name!r} has no alias {alias!r}; aliases: {have or 'none'}"
+        ) from None
+
+
+def set_alias(model_name: str, alias: str, version: str) -> None:
+    configure()
+    MlflowClient().set_registered_model_alias(model_name, alias, version)
+
+
+def set_version_tags(model_name: str, version: str, tags: Mapping[str, Any]) -> None:
+    configure()
+    client = MlflowClient()
+    for k, v in tags.items():
+        client.set_model_version_tag(model_name, version, k, str(v))
+
+
+def get_run(run_id: str) -> Run:
+    configure()
+    return MlflowClient().get_run(run_id)
+
+
+def resolve_model_version(model_uri: str) -> tuple[str, str] | None:
+    """(name, version) behind a ``models:/name@alias`` or ``models:/name/version`` URI."""
+    if not model_uri.startswith("models:/"):
+        return None
+    rest = model_uri[len("models:/") :]
+    if "@" in rest:
+        name, alias = rest.split("@", 1)
+        return name, model_version_by_alias(name, alias).version
+    name, _, version = rest.partition("/")
+    return (name, version) if version and version.isdigit() else None
+
+
+def load_pyfunc(model_uri: str) -> Any:
+    """Load any MLflow model URI as pyfunc; a bad URI becomes a one-line ValueError."""
+    from mlflow.exceptions import MlflowException
+
+    configure()
+    try:
+        return mlflow.pyfunc.load_model(model_uri)
+    except (MlflowException, OSError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ValueError(f"model_uri: cannot load {model_uri!r}: {first}") from None

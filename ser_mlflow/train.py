@@ -251,6 +251,7 @@ def run_tags(cfg: TrainConfig, data: Prepared, *, stage: str) -> dict[str, str]:
         tracking.TAG_LOSS: cfg.loss.name,
         tracking.TAG_DIGEST: corpus_fingerprint(cfg.data_root),
         tracking.TAG_CONTENT_DIGEST: data.corpus.digest,
+        "ser.model_input": "raw",
     }
 
 

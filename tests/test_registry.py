@@ -1,0 +1,229 @@
+"""Registry: register the better of two runs, load by alias, predict, promote, serve."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from ser_mlflow import registry
+from ser_mlflow.cli import main
+from ser_mlflow.config import LossConfig, ModelConfig, TrainConfig
+from ser_mlflow.data import read_avec_csv
+
+SMALL = ModelConfig(units=(8, 4), dropout=0.1, lr=5e-3)
+
+
+@pytest.fixture
+def two_runs(tiny_corpus: Path, tracking_store: str) -> list:
+    from ser_mlflow.train import run_training
+
+    out = []
+    for fs, seed in ((("fau",), 0), (("egemaps",), 1)):
+        cfg = TrainConfig(
+            data_root=tiny_corpus,
+            feature_sets=fs,
+            epochs=2,
+            batch_size=4,
+            model=SMALL,
+            loss=LossConfig.from_name("MTL2"),
+            seed=seed,
+            experiment="reg",
+        )
+        out.append(run_training(cfg, progress=False, echo=lambda s: None))
+    return out
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_register_predict_promote_serve(
+    two_runs: list, tiny_corpus: Path, tracking_store: str, tmp_path: Path
+) -> None:
+    best = max(two_runs, key=lambda r: r.metrics["devel_ccc_mean"])
+    worse = min(two_runs, key=lambda r: r.metrics["devel_ccc_mean"])
+    reg = registry.register_best(data_root=tiny_corpus, echo=lambda s: None)
+    assert reg.run_id == best.run_id and reg.version == "1" and reg.new_version
+    again = registry.register_best(data_root=tiny_corpus, echo=lambda s: None)
+    assert again.version == "1" and not again.new_version  # no new version for the same run
+
+    # load by alias in a fresh process, nothing but the URI
+    code = (
+        "import mlflow,sys; m=mlflow.pyfunc.load_model('models:/ser-ces@champion');"
+        "print(sorted(m.unwrap_python_model().meta['feature_sets']))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={**os.environ},
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    best_sets = mlflow.get_run(best.run_id).data.tags["ser.feature_sets"]
+    assert proc.stdout.strip().endswith(f"['{best_sets}']")
+
+    # predict on Devel equals the run's logged devel predictions
+    out = tmp_path / "pred"
+    res = CliRunner().invoke(
+        main,
+        [
+            "predict",
+            "--model-uri",
+            "models:/ser-ces@champion",
+            "--data-root",
+            str(tiny_corpus),
+            "--partition",
+            "Devel",
+            "--out",
+            str(out),
+            "--experiment",
+            "reg",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    logged = Path(
+        mlflow.artifacts.download_artifacts(run_id=best.run_id, artifact_path="predictions/devel")
+    )
+    files = sorted(logged.glob("*.csv"))
+    assert files and len(files) == len(list(out.glob("*.csv")))
+    for f in files:
+        np.testing.assert_allclose(read_avec_csv(out / f.name)[1], read_avec_csv(f)[1], atol=1e-6)
+    pred_runs = mlflow.search_runs(
+        experiment_names=["reg"],
+        filter_string="tags.`ser.stage` = 'predict'",
+        output_format="list",
+    )
+    assert len(pred_runs) == 1 and pred_runs[0].data.tags["ser.model_version"] == "1"
+    assert pred_runs[0].info.status == "FINISHED"
+
+    # a worse challenger is refused and changes nothing; a forced one is promoted
+    wv = registry.tracking.register_run_model(worse.run_id, "ser-ces")
+    registry.tracking.set_alias("ser-ces", "challenger", wv.version)
+    refused = CliRunner().invoke(main, ["promote"])
+    assert refused.exit_code == 1 and "refused" in refused.output
+    assert str(registry.tracking.model_version_by_alias("ser-ces", "champion").version) == "1"
+    forced = registry.promote(force=True, echo=lambda s: None)
+    assert forced.promoted
+    mv = registry.tracking.model_version_by_alias("ser-ces", "champion")
+    assert str(mv.version) == str(wv.version) and mv.tags["ser.previous_version"] == "1"
+    assert float(mv.tags["ser.previous_devel_ccc_mean"]) == pytest.approx(
+        best.metrics["devel_ccc_mean"]
+    )
+    # and back: the better one is accepted without force
+    registry.tracking.set_alias("ser-ces", "challenger", "1")
+    assert registry.promote(echo=lambda s: None).promoted
+
+    # serving: the answer equals `predict` to 1e-6
+    port = _free_port()
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    server = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "mlflow"),
+            "models",
+            "serve",
+            "-m",
+            "models:/ser-ces@champion",
+            "--env-manager",
+            "local",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.time() + 180
+        while time.time() < deadline:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2)
+                break
+            except OSError:
+                assert server.poll() is None, server.stderr.read().decode()[-2000:]
+                time.sleep(1)
+        from ser_mlflow.data import load_corpus
+        from ser_mlflow.pyfunc import recordings_frame
+
+        corpus = load_corpus(tiny_corpus, best_sets.split("+"))
+        rec = corpus.partition("Devel")[0]
+        df = recordings_frame([rec.name], [rec.timestamps], [rec.features], corpus.feature_columns)
+        body = json.dumps({"dataframe_split": df.to_dict(orient="split")}).encode()
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{port}/invocations",
+            data=body,
+            headers={"Content-Type": "application/json"},
+        )
+        answer = json.loads(urllib.request.urlopen(req, timeout=60).read())["predictions"]
+        served = np.array([[row[a] for a in ("arousal", "valence", "liking")] for row in answer])
+        np.testing.assert_allclose(served, read_avec_csv(out / f"{rec.name}.csv")[1], atol=1e-6)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+BAD_INPUT = [
+    (["predict", "--model-uri", "models:/nope@champion"], "no registered model 'nope'"),
+    (["predict", "--model-uri", "models:/ser-ces@gold"], "no alias 'gold'"),
+    (["promote", "--challenger", "nobody"], "no alias 'nobody'"),
+    (["register", "--filter", "tags.`ser.stage` = 'fusion'"], "no FINISHED run"),
+    (
+        ["predict", "--model-uri", "models:/ser-ces@champion", "--data-root", "/nonexistent"],
+        "/nonexistent",
+    ),
+    (["predict", "--model-uri", "runs:/0123456789abcdef/model"], "cannot load"),
+]
+
+
+@pytest.mark.slow
+def test_registry_bad_input(two_runs: list, tiny_corpus: Path, tracking_store: str) -> None:
+    """Each bad input: one clear line, exit code 2, no run created or left unfinished."""
+    registry.register_best(data_root=tiny_corpus, echo=lambda s: None)
+    before = len(mlflow.search_runs(search_all_experiments=True, output_format="list"))
+    for args, message in BAD_INPUT:
+        extra = ["--data-root", str(tiny_corpus)] if args[0] == "register" else []
+        res = CliRunner().invoke(main, [*args, *extra])
+        assert res.exit_code == 2, (args, res.output)
+        assert message in res.output, (args, res.output)
+        assert res.output.count("\n") == 1, res.output
+    runs = mlflow.search_runs(search_all_experiments=True, output_format="list")
+    assert len(runs) == before and all(r.info.status == "FINISHED" for r in runs)
+
+
+def test_pyfunc_input_errors() -> None:
+    import pandas as pd
+
+    from ser_mlflow.pyfunc import InputError, split_recordings
+
+    cols = ["fau:a", "fau:b"]
+    good = pd.DataFrame(
+        {"name": ["x", "x"], "timestamp": [0.0, 0.1], "fau:a": [1.0, 2.0], "fau:b": [0.0, 1.0]}
+    )
+    assert split_recordings(good, cols)[0] == ["x"]
+    cases = [
+        (good.drop(columns=["fau:b"]), "missing \\['fau:b'\\]"),
+        (good.assign(**{"vgg:z": 1.0}), "unexpected \\['vgg:z'\\]"),
+        (good.assign(**{"fau:a": [np.nan, 1.0]}), "non-finite"),
+        (good.iloc[:0], "non-empty"),
+        (good.drop(columns=["timestamp"]), "missing column 'timestamp'"),
+        (pd.concat([good, good.assign(name="y"), good]), "contiguous"),
+    ]
+    for df, match in cases:
+        with pytest.raises(InputError, match=match):
+            split_recordings(df, cols)
