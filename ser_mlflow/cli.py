@@ -365,6 +365,55 @@ def predict(model_uri: str, data_root: Path, partition: str, out: Path, experime
                      experiment=experiment, echo=click.echo)
 
 
+@main.command(name="import-predictions")
+@click.option("--predictions", type=click.Path(path_type=Path), required=True,
+              help="Folder of AVEC-format prediction CSVs (Devel_DE_01.csv ...).")
+@click.option("--labels", type=click.Path(path_type=Path), required=True,
+              help="Folder of the matching AVEC label CSVs.")
+@click.option("--name", required=True, help="Run name and ser.feature_sets tag.")
+@click.option("--experiment", default=DEFAULT_EXPERIMENT, show_default=True)
+@user_errors
+def import_predictions(predictions: Path, labels: Path, name: str, experiment: str) -> None:
+    """Log an external folder of predictions as a run that fusion can rank and use."""
+    from ser_mlflow import latefusion
+
+    latefusion.import_predictions(predictions=predictions, labels=labels, name=name,
+                                  experiment=experiment, echo=click.echo)
+
+
+@main.command()
+@click.option("--data-root", type=click.Path(path_type=Path), default=DEFAULT_DATA_ROOT,
+              show_default=True, help="Data root whose labels/ hold the Devel gold labels.")
+@click.option("--top-n", type=int, default=11, show_default=True)
+@click.option("--rank-metric", default="devel_ccc_mean", show_default=True)
+@click.option("--filter", "filter_string", default="",
+              help="MLflow search filter (default: unimodal, bimodal and external runs on "
+                   "--data-root).")
+@click.option("--protocol", type=click.Choice(["cv", "paper"]), default="cv", show_default=True,
+              help="cv: honest, grouped by recording; paper: in-sample as published.")
+@click.option("--n-stages", type=int, default=5, show_default=True)
+@click.option("--contexts", default="11,13,15,17,19", show_default=True)
+@click.option("--complexities", default="0.001,0.01,0.1,1", show_default=True)
+@click.option("--n-splits", type=int, default=5, show_default=True)
+@click.option("--context", type=click.Choice(["frames", "mean"]), default="frames",
+              show_default=True, help="Window features: every frame (paper) or window mean.")
+@click.option("--calibrate/--no-calibrate", default=False, show_default=True,
+              help="Match each SVR output's mean and std to the target (in-fold).")
+@click.option("--input-selection", default="all", show_default=True,
+              help="all, same, auto, or one per attribute (e.g. same,same,all).")
+@click.option("--stage-inputs", type=click.Choice(["oof", "insample"]), default="oof",
+              show_default=True)
+@click.option("--experiment", default=DEFAULT_EXPERIMENT, show_default=True)
+@user_errors
+def fusion(**kw: Any) -> None:
+    """Multistage SVR late fusion of the top-N runs' predictions, pulled from the server."""
+    from ser_mlflow import latefusion, tracking
+
+    kw["filter_string"] = kw["filter_string"] or None
+    latefusion.run_fusion(echo=click.echo, **kw)
+    click.echo(tracking.ui_hint())
+
+
 def format_scores(metrics: dict[str, float]) -> str:
     """A small table of devel (and test) CCC, overall (DE+HU) and per culture."""
     import re
@@ -489,6 +538,56 @@ def search(
     import_tensorflow_quietly()
     run_search(cfg, storage=storage or None, echo=click.echo, **settings)
     click.echo(tracking.ui_hint())
+
+
+
+@main.command()
+@click.option("--port", type=click.IntRange(1, 65535), default=5000, show_default=True)
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Interface to listen on; anything but 127.0.0.1 opens the UI to other machines.",
+)
+@click.option("--links-only", is_flag=True, help="Print the links of the latest views and exit.")
+@user_errors
+def ui(port: int, host: str, links_only: bool) -> None:
+    """Start the MLflow UI on this project's store and print the latest saved views."""
+    import signal
+    import subprocess
+
+    from ser_mlflow import tracking, views
+
+    uri = tracking.tracking_uri()
+    local = views.is_local_store(uri)
+    base = views.local_base(host, port) if local else views.ui_base_url(uri)
+    latest = views.latest_views(max_results=5)
+    if latest:
+        click.echo("Latest saved views (newest first):")
+        for v in latest:
+            click.echo(f"  {v.name}\n    table : {v.url(base=base)}")
+            click.echo(f"    charts: {v.url(charts=True, base=base)}")
+    else:
+        click.echo("No saved views yet: `ser-mlflow compare`, `unimodal`, `bimodal` write them.")
+    if not local:
+        click.echo(f"The tracking store is the server {uri}; it serves the UI itself.")
+        return
+    if links_only:
+        return
+    cmd = views.ui_server_command(uri=uri, host=host, port=port)
+    click.echo(f"MLflow UI on {base} (store {uri}); Ctrl-C stops it.")
+    proc = subprocess.Popen(cmd, env=views.ui_server_env())
+    try:
+        code = proc.wait()
+    except KeyboardInterrupt:  # the server got the same Ctrl-C; give it time to stop
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        return
+    if code:
+        raise SystemExit(code)
 
 
 if __name__ == "__main__":  # pragma: no cover

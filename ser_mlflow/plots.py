@@ -111,14 +111,37 @@ def compare_bars(table: Any, attributes: Sequence[str] = ("arousal", "valence", 
     fig, ax = plt.subplots(figsize=(8, 4))
     for i, col in enumerate(cols):
         std = table[f"{col}_std"].fillna(0.0)
-        ax.bar(x + (i - (len(cols) - 1) / 2) * width, table[f"{col}_mean"], width,
-               yerr=std, capsize=2, label=col, color=_color(col, i),
-               alpha=0.95 if col == "mean" else 0.75)
+        ax.bar(
+            x + (i - (len(cols) - 1) / 2) * width,
+            table[f"{col}_mean"],
+            width,
+            yerr=std,
+            capsize=2,
+            label=col,
+            color=_color(col, i),
+            alpha=0.95 if col == "mean" else 0.75,
+        )
     ax.set_xticks(x, table["loss"])
     ax.set(ylabel="devel CCC (mean ± std over seeds)", title="STL vs MTL losses")
     ax.axhline(0, color="black", lw=0.6)
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=8, ncols=len(cols))
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
+
+
+def fusion_stages(scores: np.ndarray, attributes: Sequence[str], *, title: str) -> Any:
+    """CCC per attribute (and mean) versus fusion stage: the paper's Fig. 3."""
+    stages = np.arange(1, scores.shape[0] + 1)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for j, attr in enumerate(attributes):
+        ax.plot(stages, scores[:, j], marker="o", label=attr, color=_color(attr, j))
+    ax.plot(stages, scores.mean(axis=1), marker="s", lw=2.2, label="mean", color=_color("mean", 9))
+    ax.set_xticks(stages)
+    ax.set(xlabel="stage", ylabel="devel CCC", title=title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
     fig.tight_layout()
     plt.close(fig)
     return fig

@@ -79,21 +79,33 @@ def split_recordings(
 
 
 class SERModel(mlflow.pyfunc.PythonModel):
-    """Standardise -> network -> undo the label shift, per recording."""
+    """Two kinds behind one class (one models-from-code entry file):
+
+    - ``network``: standardise -> network -> undo the label shift, per recording;
+    - ``fusion``: the multistage SVR over columns ``<system>:<attribute>`` holding the
+      input systems' predictions, per recording (input = predictions, not features).
+    """
 
     def load_context(self, context: Any) -> None:
+        meta = json.loads(Path(context.artifacts["preprocess"]).read_text())
+        self.meta = meta
+        if meta.get("kind") == "fusion":
+            import joblib
+
+            self.fusion = joblib.load(context.artifacts["fusion"])
+            return
         import keras
 
         from ser_mlflow.data import Standardizer
 
-        meta = json.loads(Path(context.artifacts["preprocess"]).read_text())
-        self.meta = meta
         self.standardizer = Standardizer.from_dict(meta["standardizer"])
         self.network = keras.saving.load_model(context.artifacts["network"], compile=False)
 
     def predict(
         self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
     ) -> pd.DataFrame:
+        if self.meta.get("kind") == "fusion":
+            return self._predict_fusion(model_input)
         from ser_mlflow.data import unshift_predictions
         from ser_mlflow.model import predict_sequences
 
@@ -108,6 +120,25 @@ class SERModel(mlflow.pyfunc.PythonModel):
             part.insert(0, NAME_COL, name)
             frames.append(part)
         return pd.concat(frames, ignore_index=True)
+
+    def _predict_fusion(self, model_input: pd.DataFrame) -> pd.DataFrame:
+        import numpy as np
+
+        meta = self.meta
+        names, values, stamps = split_recordings(model_input, meta["feature_columns"])
+        X = np.vstack(values).astype(np.float64)
+        groups = np.concatenate(
+            [np.full(len(v), n, dtype=object) for n, v in zip(names, values, strict=True)]
+        )
+        fused = self.fusion.predict(X, groups=groups)
+        if fused.ndim == 1:
+            fused = fused[:, None]
+        out = pd.DataFrame(fused, columns=list(meta["attributes"]))
+        out.insert(0, TIME_COL, np.concatenate(stamps))
+        out.insert(
+            0, NAME_COL, np.concatenate([[n] * len(v) for n, v in zip(names, values, strict=True)])
+        )
+        return out
 
 
 def recordings_frame(

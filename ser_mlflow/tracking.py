@@ -232,7 +232,8 @@ def search_runs(
     out: list[Run] = []
     token: str | None = None
     while True:
-        page = client.search_runs(
+        page = _search_page(
+            client,
             exp_ids,
             filter_string=filter_string,
             order_by=order_by,
@@ -243,6 +244,19 @@ def search_runs(
         token = page.token
         if not token or (max_results and len(out) >= max_results):
             return out
+
+
+def _search_page(client: MlflowClient, exp_ids: list[str], **kw: Any) -> Any:
+    """One page of runs; a malformed filter becomes a one-line ValueError."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.search_runs(exp_ids, **kw)
+    except MlflowException as exc:
+        if exc.error_code != "INVALID_PARAMETER_VALUE":
+            raise
+        first = str(exc).splitlines()[0]
+        raise ValueError(f"filter: {kw.get('filter_string')!r} is not valid: {first}") from None
 
 
 def download_artifacts(run_id: str, artifact_path: str, dst: str | Path | None = None) -> Path:
@@ -394,3 +408,48 @@ def load_pyfunc(model_uri: str) -> Any:
     except (MlflowException, OSError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ValueError(f"model_uri: cannot load {model_uri!r}: {first}") from None
+
+
+def log_fusion_model(
+    est: Any, *, system_labels: list[str], attributes: list[str], input_runs: list[str]
+) -> Any:
+    """Log a fitted fusion as a pyfunc whose input is the systems' predictions.
+
+    Input columns are ``<system>:<attribute>`` beside ``name`` and ``timestamp``; the
+    description lists the input runs whose predictions feed each column.
+    """
+    import json
+
+    import joblib
+    import pandas as pd
+    from mlflow.models import infer_signature
+
+    import ser_mlflow
+
+    columns = [f"{s}:{a}" for s in system_labels for a in attributes]
+    with tempfile.TemporaryDirectory() as tmp:
+        est_path = Path(tmp) / "fusion.joblib"
+        joblib.dump(est, est_path)
+        meta_path = Path(tmp) / "preprocess.json"
+        meta_path.write_text(json.dumps({"kind": "fusion", "feature_columns": columns,
+                                         "attributes": attributes, "systems": system_labels,
+                                         "input_runs": input_runs}, indent=1))
+        example = pd.DataFrame(0.0, index=range(3), columns=columns)
+        example.insert(0, "timestamp", [0.0, 0.1, 0.2])
+        example.insert(0, "name", "Devel_DE_01")
+        out = example[["name", "timestamp"]].copy()
+        for a in attributes:
+            out[a] = 0.0
+        return mlflow.pyfunc.log_model(
+            name="model",
+            python_model=str(Path(ser_mlflow.__file__).parent / "pyfunc_entry.py"),
+            artifacts={"fusion": str(est_path), "preprocess": str(meta_path)},
+            signature=infer_signature(example, out),
+            input_example=example,
+            code_paths=[str(Path(ser_mlflow.__file__).parent)],
+            pip_requirements=_pip_requirements(),
+            tags={"ser.model_input": "predictions",
+                  "description": "Multistage SVR fusion. Input: predictions of the systems "
+                  f"{', '.join(system_labels)} (runs {', '.join(input_runs)}) as columns "
+                  "<system>:<attribute>, not raw features."},
+        )

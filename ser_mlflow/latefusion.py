@@ -1,0 +1,389 @@
+"""Late-fusion use cases: import external predictions, fuse the top-ranked runs.
+
+`fusion` asks the tracking server (not local state) for the top-N FINISHED runs by a
+metric, downloads their ``predictions/`` artifacts with MLflow's artifact API, aligns them
+by recording name, fits :class:`~ser_mlflow.fusion.MultistageSVRFusion` on Devel and logs a
+fusion run with its lineage. Under ``protocol=cv`` (default) every reported score is on
+recordings the fusion did not fit; ``protocol=paper`` is in-sample, as published, and the
+run's tags and printed output say so.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ser_mlflow import tracking
+from ser_mlflow.data import LABELS_FOLDER, DataError, read_avec_csv, write_avec_csv
+from ser_mlflow.data.avec import canonical_recording_name
+from ser_mlflow.data.fingerprint import corpus_fingerprint
+from ser_mlflow.metrics import score_recordings
+
+Echo = Callable[[str], None]
+DEFAULT_STAGES = ("unimodal", "bimodal", "external")
+
+
+def _culture(name: str) -> str:
+    parts = name.split("_")
+    return parts[1] if len(parts) >= 3 else "all"
+
+
+def read_folder(folder: Path, *, partition: str | None = None) -> dict[str, np.ndarray]:
+    """Every ``<Partition>_<Culture>_<NN>.csv`` of a folder: recording -> (T, A) values.
+
+    Raises:
+        DataError: unreadable file, NaN/inf (names the file), duplicate recordings.
+    """
+    out: dict[str, np.ndarray] = {}
+    files = sorted(folder.glob("*.csv"))
+    for f in files:
+        name = canonical_recording_name(f.stem, path=f)[0]
+        if partition and not name.startswith(f"{partition}_"):
+            continue
+        if name in out:
+            raise DataError(f"{f}: duplicate recording {name}")
+        values = read_avec_csv(f)[1]
+        if not np.all(np.isfinite(values)):
+            raise DataError(f"{f}: NaN or inf in predictions")
+        out[name] = values
+    return out
+
+
+def read_labels(
+    labels: Path, partition: str = "Devel"
+) -> tuple[dict[str, np.ndarray], tuple[str, ...], dict[str, np.ndarray]]:
+    """Gold labels of a partition: (values, attribute names, timestamps) per recording.
+
+    Raises:
+        DataError: missing folder or no label file for the partition.
+    """
+    if not labels.is_dir():
+        raise DataError(f"{labels}: labels folder does not exist")
+    golds, times, attrs = {}, {}, None
+    for f in sorted(labels.glob(f"{partition}_*.csv")):
+        t, v, a = read_avec_csv(f)
+        name = canonical_recording_name(f.stem, path=f)[0]
+        golds[name], times[name] = v, t
+        attrs = attrs or a
+    if not golds or attrs is None:
+        raise DataError(
+            f"{labels}: no label files for partition {partition} "
+            f"(expected {partition}_DE_01.csv ...)"
+        )
+    return golds, attrs, times
+
+
+def import_predictions(
+    *,
+    predictions: str | Path,
+    labels: str | Path,
+    name: str,
+    experiment: str = "ser-ces",
+    echo: Echo = print,
+) -> str:
+    """Log a folder of AVEC-format predictions as a ``ser.stage=external`` run.
+
+    Predictions longer than their labels are truncated (AVEC pads to 1768 frames).
+
+    Returns:
+        The run id.
+
+    Raises:
+        DataError: unreadable files, NaN, or recordings missing from the predictions.
+    """
+    pred_dir, label_dir = Path(predictions), Path(labels)
+    if not pred_dir.is_dir():
+        raise DataError(f"{pred_dir}: predictions folder does not exist")
+    if not name or "+" in name:
+        raise ValueError(f"name: expected a non-empty name without '+', got {name!r}")
+    golds, attrs, _ = read_labels(label_dir, "Devel")
+    preds = read_folder(pred_dir)
+    missing = sorted(set(golds) - set(preds))
+    if missing:
+        raise DataError(f"{pred_dir}: no predictions for {missing[:5]} (labels in {label_dir})")
+    aligned = {}
+    for rec, gold in golds.items():
+        p = preds[rec]
+        if len(p) < len(gold) or p.shape[1] != len(attrs):
+            raise DataError(
+                f"{pred_dir / (rec + '.csv')}: expected at least {len(gold)} frames "
+                f"x {len(attrs)} attributes, got {p.shape}"
+            )
+        aligned[rec] = p[: len(gold)]
+    metrics = score_recordings(aligned, golds, {r: _culture(r) for r in golds}, attrs)
+    digest = corpus_fingerprint(label_dir.parent) if label_dir.name == LABELS_FOLDER else ""
+    tags = {
+        tracking.TAG_STAGE: "external",
+        tracking.TAG_FEATURE_SETS: name,
+        tracking.TAG_DIGEST: digest,
+        "ser.model_input": "predictions",
+    }
+    with tracking.run_context(experiment=experiment, run_name=name, tags=tags) as run:
+        tracking.log_params(
+            {
+                "predictions": str(pred_dir.resolve()),
+                "labels": str(label_dir.resolve()),
+                "name": name,
+            }
+        )
+        tracking.log_metrics(metrics)
+        with tempfile.TemporaryDirectory() as tmp:
+            for part in ("Devel", "Test"):
+                sub = {r: v for r, v in preds.items() if r.startswith(f"{part}_")}
+                if not sub:
+                    continue
+                for rec, values in sub.items():
+                    t = np.arange(len(values)) / 10.0
+                    v = values[: len(golds[rec])] if rec in golds else values
+                    write_avec_csv(
+                        Path(tmp) / part.lower() / f"{rec}.csv", rec, t[: len(v)], v, attrs
+                    )
+            tracking.log_artifact_dir(tmp, "predictions")
+    echo(
+        f"Imported {name}: {len(preds)} prediction files, devel CCC "
+        + " / ".join(f"{metrics[f'devel_ccc_{a}']:.3f}" for a in attrs)
+        + f" (run {run.info.run_id})"
+    )
+    return run.info.run_id
+
+
+@dataclass
+class FusionResult:
+    run_id: str
+    input_runs: list[str]
+    skipped: list[str]
+    stage_scores: np.ndarray
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+def default_filters(data_root: str | Path) -> list[str]:
+    """One filter per default stage (MLflow's tag filters have no IN)."""
+    digest = corpus_fingerprint(data_root)
+    return [
+        f"tags.`{tracking.TAG_STAGE}` = '{stage}' and tags.`{tracking.TAG_DIGEST}` = '{digest}'"
+        for stage in DEFAULT_STAGES
+    ]
+
+
+def _parse_grid(values: str | Sequence[float], cast: Callable[[str], Any], name: str) -> list:
+    if isinstance(values, str):
+        try:
+            out = [cast(v) for v in values.split(",") if v.strip()]
+        except ValueError:
+            raise ValueError(f"{name}: expected numbers joined by ',', got {values!r}") from None
+    else:
+        out = list(values)
+    if not out:
+        raise ValueError(f"{name}: the grid is empty")
+    return out
+
+
+def _selection(value: str) -> Any:
+    """``all``, ``same``, ``auto`` or one per attribute joined by ',' (``same,same,all``)."""
+    parts = [p.strip() for p in value.split(",") if p.strip()]
+    return parts[0] if len(parts) == 1 else tuple(parts)
+
+
+def run_fusion(
+    *,
+    data_root: str | Path = "data/synthetic",
+    top_n: int = 11,
+    rank_metric: str = "devel_ccc_mean",
+    filter_string: str | None = None,
+    protocol: str = "cv",
+    n_stages: int = 5,
+    contexts: str | Sequence[int] = (11, 13, 15, 17, 19),
+    complexities: str | Sequence[float] = (0.001, 0.01, 0.1, 1.0),
+    n_splits: int = 5,
+    calibrate: bool = False,
+    context: str = "frames",
+    input_selection: str = "all",
+    stage_inputs: str = "oof",
+    experiment: str = "ser-ces",
+    echo: Echo = print,
+) -> FusionResult:
+    """Fuse the top-N runs' devel predictions and log a ``ser.stage=fusion`` run.
+
+    Raises:
+        ValueError: bad options, fewer than two usable inputs, recordings that differ
+            between inputs (names the run and file), NaN predictions.
+    """
+    from ser_mlflow.fusion import MultistageSVRFusion, stack_recordings
+
+    if protocol not in ("cv", "paper"):
+        raise ValueError(f"protocol: expected cv or paper, got {protocol!r}")
+    if n_stages < 1:
+        raise ValueError(f"n_stages: expected at least 1 stage, got {n_stages}")
+    if top_n < 2:
+        raise ValueError(f"top_n: fusion needs at least 2 inputs, got {top_n}")
+    ks = _parse_grid(contexts, int, "contexts")
+    cs = _parse_grid(complexities, float, "complexities")
+    root = Path(data_root)
+    golds, attrs, times = read_labels(root / LABELS_FOLDER, "Devel")
+    filters = [filter_string] if filter_string else default_filters(root)
+    flt = " | ".join(filters)
+    found = {
+        r.info.run_id: r
+        for f in filters
+        for r in tracking.search_runs(filter_string=f"{f} and attributes.status = 'FINISHED'")
+        if rank_metric in r.data.metrics and r.data.tags.get(tracking.TAG_STAGE) != "fusion"
+    }
+    runs = sorted(found.values(), key=lambda r: -r.data.metrics[rank_metric])
+    if not runs:
+        raise ValueError(f"filter: no FINISHED run with metric {rank_metric!r} matches {flt!r}")
+    systems: dict[str, dict[str, np.ndarray]] = {}
+    tests: dict[str, dict[str, np.ndarray]] = {}
+    used, skipped = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        for run in runs:
+            if len(used) == top_n:
+                break
+            rid = run.info.run_id
+            label = f"{run.data.tags.get(tracking.TAG_FEATURE_SETS, rid[:8])}#{rid[:6]}"
+            try:
+                folder = tracking.download_artifacts(rid, "predictions", Path(tmp) / rid)
+            except Exception as exc:  # no artifacts: skip with a warning, as documented
+                echo(f"  ! skipping run {rid} ({label}): no predictions/ artifacts ({exc})")
+                skipped.append(rid)
+                continue
+            try:
+                devel = read_folder(folder / "devel", partition="Devel")
+            except DataError as exc:
+                raise ValueError(f"run {rid} ({label}): {exc}") from None
+            missing = sorted(set(golds) - set(devel))
+            if missing:
+                raise ValueError(
+                    f"run {rid} ({label}): no devel predictions for {missing[:5]} "
+                    f"(expected {missing[0]}.csv under predictions/devel)"
+                )
+            systems[label] = devel
+            if (folder / "test").is_dir():
+                tests[label] = read_folder(folder / "test", partition="Test")
+            used.append(rid)
+    if len(used) < 2:
+        raise ValueError(
+            f"top_n: fusion needs at least 2 runs with predictions; found "
+            f"{len(used)} matching {flt!r}"
+        )
+    X, y, groups = stack_recordings(golds, systems)
+    est = MultistageSVRFusion(
+        n_stages=n_stages,
+        contexts=ks,
+        complexities=cs,
+        protocol=protocol,
+        n_splits=n_splits,
+        calibrate=calibrate,
+        context=context,
+        input_selection=_selection(input_selection),
+        stage_inputs=stage_inputs,
+    )
+    in_sample = protocol == "paper"
+    note = (
+        "IN-SAMPLE (protocol=paper): fitted, chosen and scored on the same devel frames, "
+        "as published; not an estimate of performance on new recordings"
+        if in_sample
+        else f"cross-validated over recordings ({n_splits} folds, nested): every score is on "
+        "recordings the fusion did not fit"
+    )
+    echo(f"Fusing {len(used)} runs by {rank_metric}: {', '.join(systems)}")
+    echo(f"Protocol: {note}")
+    est.fit(X, y, groups=groups)
+
+    tags = {
+        tracking.TAG_STAGE: "fusion",
+        tracking.TAG_DIGEST: corpus_fingerprint(root),
+        tracking.TAG_FEATURE_SETS: "fusion(" + ",".join(s.split("#")[0] for s in systems) + ")",
+        "ser.protocol": protocol,
+        "ser.in_sample": str(in_sample).lower(),
+        "ser.input_runs": ",".join(used),
+        "ser.skipped_runs": ",".join(skipped) or "none",
+        "ser.model_input": "predictions",
+        "mlflow.note.content": note,
+    }
+    cultures = {r: _culture(r) for r in golds}
+    metrics: dict[str, float] = {}
+    with tracking.run_context(
+        experiment=experiment, run_name=f"fusion-{protocol}-{n_stages}st", tags=tags
+    ) as run:
+        tracking.log_params(
+            {
+                "top_n": top_n,
+                "rank_metric": rank_metric,
+                "filter": flt,
+                "protocol": protocol,
+                "n_stages": n_stages,
+                "contexts": ",".join(map(str, ks)),
+                "complexities": ",".join(map(str, cs)),
+                "n_splits": n_splits,
+                "calibrate": calibrate,
+                "context": context,
+                "input_selection": input_selection,
+                "stage_inputs": stage_inputs,
+                "data_root": str(root),
+                "n_inputs": len(used),
+            }
+        )
+        for s in range(n_stages):
+            for j, a in enumerate(attrs):
+                k, c = est.chosen_[s][j]
+                tracking.log_params({f"stage{s + 1}_{a}_k": k, f"stage{s + 1}_{a}_C": c})
+            preds = {rec: est.stage_predictions_[s][groups == rec] for rec in golds}
+            metrics = score_recordings(preds, golds, cultures, attrs, prefix="devel_")
+            tracking.log_metrics(metrics, step=s + 1)
+        final = {rec: est.stage_predictions_[-1][groups == rec] for rec in golds}
+        with tempfile.TemporaryDirectory() as tmp:
+            out = Path(tmp) / "predictions"
+            for rec, values in final.items():
+                write_avec_csv(out / "devel" / f"{rec}.csv", rec, times[rec], values, attrs)
+            if len(tests) == len(systems) and tests:
+                common = sorted(set.intersection(*(set(t) for t in tests.values())))
+                if common:
+                    lengths = {r: min(len(t[r]) for t in tests.values()) for r in common}
+                    Xt = np.vstack(
+                        [np.hstack([tests[s][r][: lengths[r]] for s in systems]) for r in common]
+                    )
+                    gt = np.concatenate([np.full(lengths[r], r, dtype=object) for r in common])
+                    pt = est.predict(Xt, groups=gt)
+                    for r in common:
+                        write_avec_csv(
+                            out / "test" / f"{r}.csv",
+                            r,
+                            np.arange(lengths[r]) / 10.0,
+                            pt[gt == r],
+                            attrs,
+                        )
+            tracking.log_artifact_dir(out, "predictions")
+            (Path(tmp) / "chosen.json").write_text(
+                json.dumps(
+                    {
+                        "chosen": [[list(map(float, kc)) for kc in st] for st in est.chosen_],
+                        "stage_scores": np.asarray(est.stage_scores_).tolist(),
+                        "inputs": dict(zip(systems, used, strict=True)),
+                    },
+                    indent=1,
+                )
+            )
+            tracking.log_text((Path(tmp) / "chosen.json").read_text(), "fusion/chosen.json")
+        from ser_mlflow import plots
+
+        tracking.log_figure(
+            plots.fusion_stages(
+                np.asarray(est.stage_scores_), attrs, title=f"Multistage fusion ({protocol})"
+            ),
+            "plots/ccc_per_stage.png",
+        )
+        tracking.log_fusion_model(
+            est, system_labels=list(systems), attributes=list(attrs), input_runs=used
+        )
+    scores = np.asarray(est.stage_scores_)
+    echo(f"\n{'stage':<7}" + "".join(f"{a:>10}" for a in attrs) + f"{'mean':>10}")
+    for s, row in enumerate(scores, start=1):
+        echo(f"{s:<7}" + "".join(f"{v:>10.3f}" for v in row) + f"{row.mean():>10.3f}")
+    echo(f"fusion run {run.info.run_id} ({'in-sample, paper protocol' if in_sample else 'cv'})")
+    return FusionResult(run.info.run_id, used, skipped, scores, metrics)

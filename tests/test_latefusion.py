@@ -1,0 +1,154 @@
+"""Fusion entry points: import external predictions, fuse top runs pulled from the store."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from ser_mlflow import latefusion
+from ser_mlflow.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared" / "data" / "avec2019_ces_devel"
+SYSTEMS = [
+    "deepspectrum",
+    "egemaps-func_STD",
+    "egemaps-xbow",
+    "mfcc-func_STD",
+    "mfcc-xbow",
+    "visual-func",
+    "visual-resnet",
+    "visual-vgg",
+    "visual-xbow",
+]
+QUIET = {"echo": lambda s: None}
+
+
+@pytest.mark.skipif(not SHARED.is_dir(), reason="../shared/data/avec2019_ces_devel is absent")
+def test_real_baselines_import_and_fuse(tracking_store: str) -> None:
+    for s in SYSTEMS:
+        latefusion.import_predictions(
+            predictions=SHARED / "predictions" / s, labels=SHARED / "labels", name=s, **QUIET
+        )
+    ext = mlflow.search_runs(
+        search_all_experiments=True,
+        output_format="list",
+        filter_string="tags.`ser.stage` = 'external'",
+    )
+    assert len(ext) == 9
+    vf = [r for r in ext if r.data.tags["ser.feature_sets"] == "visual-func"][0]
+    assert vf.data.metrics["devel_ccc_arousal"] == pytest.approx(0.531, abs=5e-4)
+    assert vf.data.metrics["devel_ccc_valence"] == pytest.approx(0.565, abs=5e-4)
+
+    paper = latefusion.run_fusion(
+        data_root=SHARED, top_n=11, protocol="paper", n_stages=1, **QUIET
+    )
+    assert len(paper.input_runs) == 9 and paper.skipped == []
+    run = mlflow.get_run(paper.run_id)
+    assert run.data.tags["ser.in_sample"] == "true" and run.data.tags["ser.stage"] == "fusion"
+    assert set(run.data.tags["ser.input_runs"].split(",")) == {r.info.run_id for r in ext}
+    # in-sample stage 1 is above every single input (0.531 / 0.565 / 0.159)
+    assert (paper.stage_scores[0] > np.array([0.531, 0.565, 0.159])).all()
+    # the honest protocol scores on recordings it did not fit: lower than in-sample
+    cv = latefusion.run_fusion(data_root=SHARED, protocol="cv", n_stages=1, **QUIET)
+    assert (cv.stage_scores[0] < paper.stage_scores[0]).all()
+    assert mlflow.get_run(cv.run_id).data.tags["ser.in_sample"] == "false"
+    arts = {a.path for a in mlflow.MlflowClient().list_artifacts(cv.run_id, "plots")}
+    assert "plots/ccc_per_stage.png" in arts
+
+
+@pytest.mark.slow
+def test_fusion_of_trained_runs(tiny_corpus: Path, tracking_store: str, tmp_path: Path) -> None:
+    from ser_mlflow.config import LossConfig, ModelConfig, TrainConfig
+    from ser_mlflow.train import run_training
+
+    ids = []
+    for fs in (("fau",), ("egemaps",), ("mfcc",)):
+        cfg = TrainConfig(
+            data_root=tiny_corpus,
+            feature_sets=fs,
+            epochs=1,
+            batch_size=4,
+            model=ModelConfig(units=(4,), dropout=0.0, lr=5e-3),
+            loss=LossConfig.from_name("MTL2"),
+            experiment="fus",
+        )
+        ids.append(run_training(cfg, progress=False, echo=lambda s: None).run_id)
+    # a run without predictions is skipped with a warning and listed
+    with mlflow.start_run(
+        experiment_id=mlflow.get_experiment_by_name("fus").experiment_id,
+        tags={
+            "ser.stage": "unimodal",
+            "ser.data_digest": mlflow.get_run(ids[0]).data.tags["ser.data_digest"],
+        },
+    ) as empty:
+        mlflow.log_metric("devel_ccc_mean", 9.0)
+    lines: list[str] = []
+    res = latefusion.run_fusion(
+        data_root=tiny_corpus,
+        protocol="cv",
+        n_stages=2,
+        n_splits=3,
+        contexts="1,2",
+        complexities="0.1,1",
+        echo=lines.append,
+    )
+    assert res.skipped == [empty.info.run_id]
+    assert any("skipping run" in line for line in lines)
+    assert sorted(res.input_runs) == sorted(ids)
+    client = mlflow.MlflowClient()
+    hist = client.get_metric_history(res.run_id, "devel_ccc_arousal")
+    assert [m.step for m in hist] == [1, 2]
+    assert client.get_metric_history(res.run_id, "devel_DE_ccc_liking")
+    run = mlflow.get_run(res.run_id)
+    assert run.data.params["stage2_liking_k"] in ("1", "2")
+    model = mlflow.pyfunc.load_model(f"runs:/{res.run_id}/model")
+    meta = model.unwrap_python_model().meta
+    assert meta["kind"] == "fusion" and len(meta["feature_columns"]) == 9
+    # too few inputs
+    with pytest.raises(ValueError, match="at least 2"):
+        latefusion.run_fusion(data_root=tiny_corpus, top_n=1, **QUIET)
+
+
+def test_import_bad_input(tracking_store: str, tmp_path: Path) -> None:
+    if not SHARED.is_dir():
+        pytest.skip("../shared/data/avec2019_ces_devel is absent")
+    bad = tmp_path / "pred"
+    shutil.copytree(SHARED / "predictions" / "visual-func", bad)
+    first = sorted(bad.glob("*.csv"))[0]
+    lines = first.read_text().splitlines()
+    lines[5] = lines[5].rsplit(";", 1)[0] + ";nan"
+    first.write_text("\n".join(lines) + "\n")
+    res = CliRunner().invoke(
+        main,
+        [
+            "import-predictions",
+            "--predictions",
+            str(bad),
+            "--labels",
+            str(SHARED / "labels"),
+            "--name",
+            "x",
+        ],
+    )
+    assert res.exit_code == 2 and first.name in res.output
+    first.unlink()
+    res = CliRunner().invoke(
+        main,
+        [
+            "import-predictions",
+            "--predictions",
+            str(bad),
+            "--labels",
+            str(SHARED / "labels"),
+            "--name",
+            "x",
+        ],
+    )
+    assert res.exit_code == 2 and "no predictions for" in res.output
+    assert mlflow.search_runs(search_all_experiments=True, output_format="list") == []
