@@ -305,8 +305,34 @@ def main_chain(config_path: Path, force: bool) -> None:
 
 
 def chain_plugins() -> dict[str, Any]:
-    """Steps of `main` implemented outside `pipeline` (registered when available)."""
-    return {}
+    """Steps of `main` implemented outside `pipeline`: search, fusion, register.
+
+    Fusion and registration take seconds and depend on which runs exist now, so they run
+    every time; the training steps before them are reused.
+    """
+    from ser_mlflow import latefusion, registry
+
+    def fusion_step(base: TrainConfig, opts: dict[str, Any], force: bool) -> Any:
+        return latefusion.run_fusion(data_root=base.data_root, experiment=base.experiment,
+                                     echo=click.echo, **opts)
+
+    def register_step(base: TrainConfig, opts: dict[str, Any], force: bool) -> Any:
+        return registry.register_best(data_root=base.data_root, echo=click.echo, **opts)
+
+    steps: dict[str, Any] = {"fusion": fusion_step, "register": register_step}
+    search_step = _search_chain_step()
+    if search_step is not None:
+        steps["search"] = search_step
+    return steps
+
+
+def _search_chain_step() -> Any:
+    """The `search` step of `main`, when the search module provides one."""
+    try:
+        from ser_mlflow import search
+    except ImportError:
+        return None
+    return getattr(search, "chain_step", None)
 
 
 @main.command()

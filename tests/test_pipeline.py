@@ -22,7 +22,7 @@ def _runs(filter_string: str = "") -> list:
 
 
 def _training_runs() -> list:
-    return [r for r in _runs() if r.data.tags.get("ser.stage") != "pipeline"]
+    return [r for r in _runs() if r.data.tags.get("ser.stage") not in ("pipeline", "fusion")]
 
 
 @pytest.fixture
@@ -70,6 +70,8 @@ def test_main_chain_twice_reuses_every_step(
         "  unimodal: {feature_sets: [egemaps, egemaps-func, fau]}\n"
         "  bimodal: {top_k: 2}\n"
         "  compare: {feature_set: fau, seeds: [0, 1]}\n"
+        "  fusion: {top_n: 3, protocol: paper, n_stages: 1, contexts: '1', complexities: '1'}\n"
+        "  register: {model_name: chain-best}\n"
     )
     runner = CliRunner()
     first = runner.invoke(main, ["main", "--config", str(cfg)])
@@ -90,6 +92,12 @@ def test_main_chain_twice_reuses_every_step(
     arts = {a.path for a in mlflow.MlflowClient().list_artifacts(compare_parent.info.run_id)}
     assert {"comparison.csv", "comparison.md"} <= arts
     assert "MTL2" in first.output and "±" in first.output
+    fusion_runs = [r for r in _runs() if r.data.tags.get("ser.stage") == "fusion"]
+    assert len(fusion_runs) == 1
+    assert len(fusion_runs[0].data.tags["ser.input_runs"].split(",")) == 3
+    champion = mlflow.MlflowClient().get_model_version_by_alias("chain-best", "champion")
+    best = max(trained, key=lambda r: r.data.metrics["devel_ccc_mean"])
+    assert champion.run_id == best.info.run_id
 
     second = runner.invoke(main, ["main", "--config", str(cfg)])
     assert second.exit_code == 0, second.output
