@@ -182,13 +182,20 @@ def build_train_config(*, feature_sets: str, **kw: Any) -> TrainConfig:
     show_default=True,
     help="One feature set, or two joined by '+' for bimodal early fusion.",
 )
+@click.option("--resume-run-id", default="", help="Continue a KILLED/FAILED run from its "
+              "checkpoint with its own params (other options are ignored).")
 @training_options
 @user_errors
-def train(feature_sets: str, **kw: Any) -> None:
+def train(feature_sets: str, resume_run_id: str, **kw: Any) -> None:
     """Train the paper's LSTM network on one or two feature sets and log a complete run."""
     from ser_mlflow import tracking
-    from ser_mlflow.train import run_training
+    from ser_mlflow.train import resume_training, run_training
 
+    if resume_run_id.strip():
+        import_tensorflow_quietly()
+        result = resume_training(resume_run_id.strip(), echo=click.echo)
+        click.echo(format_scores(result.metrics))
+        return
     cfg = build_train_config(feature_sets=feature_sets, **kw)
     import_tensorflow_quietly()
     click.echo(

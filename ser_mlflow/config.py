@@ -168,6 +168,48 @@ class TrainConfig:
         if self.shift_frames < 0:
             raise ValueError(f"shift_frames: expected 0 or more frames, got {self.shift_frames}")
 
+    @classmethod
+    def from_params(
+        cls, params: dict[str, str], *, experiment: str = DEFAULT_EXPERIMENT
+    ) -> TrainConfig:
+        """Rebuild the config a run was trained with from its logged params.
+
+        ``<name>_effective`` params (logged beside raw ``mlflow run`` values) win.
+
+        Raises:
+            ValueError: a param is missing or malformed.
+        """
+        p = {k: v for k, v in params.items() if not k.endswith("_effective")}
+        p.update(
+            {k[: -len("_effective")]: v for k, v in params.items() if k.endswith("_effective")}
+        )
+        try:
+            return cls(
+                data_root=Path(p["data_root"]),
+                feature_sets=parse_feature_sets(p["feature_sets"]),
+                epochs=int(p["epochs"]),
+                batch_size=int(p["batch_size"]),
+                shift_frames=int(p["shift_frames"]),
+                seed=int(p["seed"]),
+                experiment=experiment,
+                model=ModelConfig(
+                    units=parse_units(p["units"]),
+                    dropout=float(p["dropout"]),
+                    optimizer=p.get("optimizer", "rmsprop"),
+                    lr=float(p["lr"]),
+                ),
+                loss=LossConfig.from_name(
+                    "custom" if p["loss"] != "MTL1" else "MTL1",
+                    alpha=float(p["alpha"]),
+                    beta=float(p["beta"]),
+                    gamma=float(p["gamma"]),
+                )
+                if p["loss"] in ("custom", "MTL1")
+                else LossConfig.from_name(p["loss"]),
+            )
+        except KeyError as exc:
+            raise ValueError(f"run params: missing {exc.args[0]!r}") from None
+
     def to_params(self) -> dict[str, Any]:
         """Flat params for ``mlflow.log_params`` (strings the MLproject would pass)."""
         return {

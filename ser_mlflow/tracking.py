@@ -82,6 +82,7 @@ def run_context(
     tags: Mapping[str, str] | None = None,
     nested: bool = False,
     reuse_env_run: bool = True,
+    resume_run_id: str | None = None,
 ) -> Iterator[mlflow.ActiveRun]:
     """Open (or resume, under ``mlflow run``) a run that always ends truthfully.
 
@@ -98,7 +99,11 @@ def run_context(
     """
     configure()
     env_run = os.environ.get("MLFLOW_RUN_ID") if reuse_env_run and not nested else None
-    if env_run:
+    if resume_run_id:
+        active = mlflow.start_run(run_id=resume_run_id, tags=dict(tags or {}))
+        if _has_tag(resume_run_id, TAG_ERROR):  # the run is alive again
+            MlflowClient().delete_tag(resume_run_id, TAG_ERROR)
+    elif env_run:
         active = mlflow.start_run(run_id=env_run, tags=dict(tags or {}))
         if run_name:
             MlflowClient().set_tag(env_run, "mlflow.runName", run_name)
@@ -124,6 +129,21 @@ def run_context(
     finally:
         if is_main and previous is not None:
             signal.signal(signal.SIGTERM, previous)
+
+
+def _has_tag(run_id: str, key: str) -> bool:
+    return key in MlflowClient().get_run(run_id).data.tags
+
+
+def get_run_or_error(run_id: str) -> Run:
+    """A run by id, or a one-line ValueError naming it."""
+    from mlflow.exceptions import MlflowException
+
+    configure()
+    try:
+        return MlflowClient().get_run(run_id)
+    except MlflowException:
+        raise ValueError(f"run id {run_id!r}: no such run on {tracking_uri()}") from None
 
 
 def _in_main_thread() -> bool:

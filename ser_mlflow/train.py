@@ -7,7 +7,10 @@ Test when it has labels): frames the network never fitted.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import shutil
 import sys
 import tempfile
 import time
@@ -163,17 +166,65 @@ def score_partition(
     )
 
 
+CHECKPOINT_MODEL = "last.keras"
+CHECKPOINT_BEST = "best_weights.npz"
+CHECKPOINT_STATE = "state.json"
+
+
+def _save_checkpoint(
+    folder: Path, model: Any, best_weights: list[np.ndarray], state: dict[str, Any]
+) -> None:
+    """Last full model (optimizer included), best weights and progress, for --resume-run-id.
+
+    Written to a scratch folder first and moved in file by file, state last: a signal in
+    the middle of a save leaves the previous epoch's checkpoint intact and consistent.
+    """
+    scratch = folder / ".writing"
+    scratch.mkdir(parents=True, exist_ok=True)
+    model.save(scratch / CHECKPOINT_MODEL)
+    np.savez(scratch / CHECKPOINT_BEST, *best_weights)
+    (scratch / CHECKPOINT_STATE).write_text(json.dumps(state, default=float))
+    with _signals_deferred():
+        for name in (CHECKPOINT_MODEL, CHECKPOINT_BEST, CHECKPOINT_STATE):
+            os.replace(scratch / name, folder / name)
+
+
+@contextlib.contextmanager
+def _signals_deferred() -> Any:
+    """Hold SIGINT/SIGTERM during the three renames, then deliver them."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    got: list[int] = []
+    old = {
+        s: signal.signal(s, lambda n, f: got.append(n)) for s in (signal.SIGINT, signal.SIGTERM)
+    }
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+        for n in got:
+            signal.raise_signal(n)
+
+
 def fit_network(
     cfg: TrainConfig,
     data: Prepared,
     *,
     on_epoch: EpochCallback | None = None,
     progress: bool = True,
+    checkpoint_dir: Path | None = None,
+    resume_from: Path | None = None,
 ) -> tuple[Any, int, list[dict[str, float]]]:
     """Train with per-epoch devel CCC; restore the best epoch's weights (devel CCC mean).
 
     No MLflow here: ``on_epoch`` receives each epoch's figures (the caller logs them, or
-    prunes by raising).
+    prunes by raising). With ``checkpoint_dir`` the state after every epoch is saved there;
+    ``resume_from`` continues from such a folder.
 
     Returns:
         (model, best_epoch, history) where history[i] holds epoch i+1's figures.
@@ -184,20 +235,32 @@ def fit_network(
     from ser_mlflow.model import build_model, compile_model
 
     keras.utils.set_random_seed(cfg.seed)
-    rng = np.random.default_rng(cfg.seed)
-    model = build_model(data.corpus.n_features, data.attributes, cfg.model)
-    compile_model(model, cfg.model, cfg.loss)
+    start = 1
+    history: list[dict[str, float]] = []
+    if resume_from is not None:
+        state = json.loads((resume_from / CHECKPOINT_STATE).read_text())
+        model = keras.saving.load_model(resume_from / CHECKPOINT_MODEL)
+        with np.load(resume_from / CHECKPOINT_BEST) as f:
+            best_weights = [f[f"arr_{i}"] for i in range(len(f.files))]
+        start, best, best_epoch = state["epoch"] + 1, state["best"], state["best_epoch"]
+        history = state["history"]
+    else:
+        model = build_model(data.corpus.n_features, data.attributes, cfg.model)
+        compile_model(model, cfg.model, cfg.loss)
+        best, best_epoch, best_weights = -np.inf, 0, model.get_weights()
+    # a resumed run draws the batches it would have drawn from its epoch on
+    rng = np.random.default_rng([cfg.seed, start])
     feats = data.features["Train"]
     lengths = np.array([len(f) for f in feats])
-    best, best_epoch, best_weights = -np.inf, 0, model.get_weights()
-    history: list[dict[str, float]] = []
     bar = tqdm(
-        range(1, cfg.epochs + 1),
+        range(start, cfg.epochs + 1),
         desc="epochs",
         unit="ep",
         disable=not progress,
         file=sys.stderr,
         dynamic_ncols=True,
+        initial=start - 1,
+        total=cfg.epochs,
     )
     for epoch in bar:
         t0 = time.perf_counter()
@@ -219,6 +282,13 @@ def fit_network(
         history.append(row)
         if row["devel_ccc_mean"] > best:
             best, best_epoch, best_weights = row["devel_ccc_mean"], epoch, model.get_weights()
+        if checkpoint_dir is not None:
+            _save_checkpoint(
+                checkpoint_dir,
+                model,
+                best_weights,
+                {"epoch": epoch, "best": best, "best_epoch": best_epoch, "history": history},
+            )
         bar.set_postfix(
             loss=f"{row['train_loss']:.3f}",
             ccc=f"{row['devel_ccc_mean']:.3f}",
@@ -263,6 +333,7 @@ def train_in_active_run(
     on_epoch: EpochCallback | None = None,
     progress: bool = True,
     echo: Callable[[str], None] = print,
+    resume_from: Path | None = None,
 ) -> TrainResult:
     """Do the whole training inside the already active MLflow run."""
     import mlflow
@@ -285,7 +356,29 @@ def train_in_active_run(
         if on_epoch is not None:
             on_epoch(epoch, row)
 
-    model, best_epoch, history = fit_network(cfg, data, on_epoch=log_epoch, progress=progress)
+    ckpt = Path(tempfile.mkdtemp(prefix="ser-mlflow-ckpt-"))
+    try:
+        model, best_epoch, history = fit_network(
+            cfg,
+            data,
+            on_epoch=log_epoch,
+            progress=progress,
+            checkpoint_dir=ckpt,
+            resume_from=resume_from,
+        )
+    except BaseException:
+        # keep what was learnt: --resume-run-id continues from this checkpoint
+        if (ckpt / CHECKPOINT_STATE).exists():
+            with contextlib.suppress(Exception):
+                shutil.rmtree(ckpt / ".writing", ignore_errors=True)
+                tracking.log_artifact_dir(ckpt, "checkpoint")
+                echo(
+                    f"checkpoint of the last finished epoch saved to run {run_id} "
+                    "(continue with --resume-run-id)"
+                )
+        raise
+    finally:
+        shutil.rmtree(ckpt, ignore_errors=True)
 
     preds = {
         p: predict_partition(model, data, p) for p in ("Devel", "Test") if corpus.partition(p)
@@ -406,4 +499,38 @@ def run_training(
             cfg, data, stage=stage, progress=progress, echo=echo, on_epoch=on_epoch
         )
         echo(f"run {run.info.run_id} ({name}) finished: best epoch {result.best_epoch}")
+    return result
+
+
+def resume_training(
+    run_id: str, *, progress: bool = True, echo: Callable[[str], None] = print
+) -> TrainResult:
+    """Continue a KILLED or FAILED run from its checkpoint to its last epoch.
+
+    The run's own params rebuild the config, so the resumed run trains exactly what it
+    started with.
+
+    Raises:
+        ValueError: unknown run, a FINISHED run, or a run without a checkpoint.
+    """
+    run = tracking.get_run_or_error(run_id)
+    if run.info.status == "FINISHED":
+        raise ValueError(f"resume_run_id: run {run_id} already FINISHED; nothing to resume")
+    cfg = TrainConfig.from_params(run.data.params, experiment="")
+    try:
+        ckpt = tracking.download_artifacts(run_id, "checkpoint")
+    except Exception:
+        raise ValueError(
+            f"resume_run_id: run {run_id} has no checkpoint/ artifact (it stopped before its "
+            "first epoch ended)"
+        ) from None
+    state = json.loads((ckpt / CHECKPOINT_STATE).read_text())
+    echo(f"Resuming run {run_id} after epoch {state['epoch']} of {cfg.epochs}")
+    data = prepare(cfg)
+    stage = run.data.tags.get(tracking.TAG_STAGE)
+    with tracking.run_context(experiment="", resume_run_id=run_id) as active:
+        result = train_in_active_run(
+            cfg, data, stage=stage, progress=progress, echo=echo, resume_from=ckpt
+        )
+        echo(f"run {active.info.run_id} resumed and finished: best epoch {result.best_epoch}")
     return result

@@ -154,3 +154,49 @@ def test_mlflow_run_entry_point(tiny_corpus: Path, tmp_path: Path) -> None:
                                          output_format="list")
     assert [m.source_run_id for m in logged] == [run.info.run_id]
     assert mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/model").metadata is not None
+
+
+@pytest.mark.slow
+def test_sigterm_keeps_checkpoint_and_resume_finishes(tiny_corpus: Path, tmp_path: Path) -> None:
+    """SIGTERM mid-training: run KILLED with a checkpoint; --resume-run-id finishes it."""
+    import signal
+    import time
+
+    work = tmp_path / "w"
+    work.mkdir()
+    uri = f"sqlite:///{work / 'mlflow.db'}"
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri}
+    env.pop("MLFLOW_RUN_ID", None)
+    exe = str(Path(sys.executable).parent / "ser-mlflow")
+    args = ["train", "--data-root", str(tiny_corpus), "--epochs", "40", "--units", "8,4",
+            "--batch-size", "4", "--experiment", "sig"]
+    proc = subprocess.Popen([exe, *args], cwd=work, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    mlflow.set_tracking_uri(uri)
+    client = MlflowClient()
+    deadline = time.time() + 240
+    run_id = None
+    while time.time() < deadline:  # wait for two finished epochs
+        time.sleep(1)
+        runs = mlflow.search_runs(experiment_names=["sig"], output_format="list") if (
+            work / "mlflow.db").exists() else []
+        if runs and len(client.get_metric_history(runs[0].info.run_id, "epoch/train_loss")) >= 2:
+            run_id = runs[0].info.run_id
+            break
+    assert run_id, "training did not reach epoch 2"
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode != 0
+    run = client.get_run(run_id)
+    assert run.info.status == "KILLED", out[-2000:]
+    assert "checkpoint" in {a.path for a in client.list_artifacts(run_id)}
+    done = len(client.get_metric_history(run_id, "epoch/train_loss"))
+
+    resumed = subprocess.run([exe, "train", "--resume-run-id", run_id, "--epochs", "1"],
+                             cwd=work, env={**env}, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    run = client.get_run(run_id)
+    assert run.info.status == "FINISHED"
+    steps = [m.step for m in client.get_metric_history(run_id, "epoch/train_loss")]
+    assert sorted(set(steps)) == list(range(1, 41)) and done < 40
+    assert "devel_ccc_mean" in run.data.metrics and "ser.error" not in run.data.tags
