@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ser_mlflow import tracking
+from ser_mlflow import tracking, views
 from ser_mlflow.config import LOSS_PRESETS, LossConfig, TrainConfig
 from ser_mlflow.data import list_feature_sets
 from ser_mlflow.data.fingerprint import corpus_fingerprint
@@ -257,6 +257,8 @@ def _sweep(
             mlflow.artifacts.download_artifacts(run_id=rid, artifact_path="ranking.csv")
         )
         echo(f"[{step}] reusing finished run {rid} (same params, code and data)")
+        for line in views.publish_step_view(step, rid, rank_metric=rank_metric).lines():
+            echo(line)
         return StepResult(step, rid, table, [], reused=True)
     tags = {
         tracking.TAG_STAGE: "pipeline",
@@ -309,6 +311,8 @@ def _sweep(
         result = StepResult(step, run.info.run_id, table, outcomes)
         if after is not None:
             after(result)
+        # a saved MLflow UI view of this step (never raises: a view is a convenience)
+        published = views.publish_step_view(step, result.parent_run_id, rank_metric=rank_metric)
     echo(
         f"\n[{step}] {len(outcomes)} runs ({len(reused)} reused, {len(failed)} failed), "
         f"parent run {result.parent_run_id}"
@@ -328,6 +332,8 @@ def _sweep(
     )
     for o in failed:
         echo(f"  FAILED {o.label}: {o.error}")
+    for line in published.lines():
+        echo(line)
     return result
 
 
