@@ -105,6 +105,8 @@ def run_context(
             MlflowClient().delete_tag(resume_run_id, TAG_ERROR)
     elif env_run:
         active = mlflow.start_run(run_id=env_run, tags=dict(tags or {}))
+        # left in the environment, it would make every nested start_run resume this run
+        os.environ.pop("MLFLOW_RUN_ID", None)
         if run_name:
             MlflowClient().set_tag(env_run, "mlflow.runName", run_name)
     else:
@@ -294,10 +296,8 @@ def ui_hint() -> str:
     uri = tracking_uri()
     if uri.startswith("http"):
         return f"Open the MLflow UI at {uri}"
-    return (
-        f"Open the MLflow UI:  mlflow ui --backend-store-uri {uri} --port 5000   "
-        "then browse http://127.0.0.1:5000"
-    )
+    # `ser-mlflow ui` opens this same store and lists the saved views (ser_mlflow.views)
+    return "Open the MLflow UI:  ser-mlflow ui   then browse http://127.0.0.1:5000"
 
 
 def _pip_requirements() -> list[str]:

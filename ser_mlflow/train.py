@@ -366,9 +366,10 @@ def train_in_active_run(
             checkpoint_dir=ckpt,
             resume_from=resume_from,
         )
-    except BaseException:
-        # keep what was learnt: --resume-run-id continues from this checkpoint
-        if (ckpt / CHECKPOINT_STATE).exists():
+    except BaseException as exc:
+        # keep what was learnt: --resume-run-id continues from this checkpoint (a pruned
+        # Optuna trial is a planned stop with nothing to resume)
+        if (ckpt / CHECKPOINT_STATE).exists() and type(exc).__name__ != "TrialPruned":
             with contextlib.suppress(Exception):
                 shutil.rmtree(ckpt / ".writing", ignore_errors=True)
                 tracking.log_artifact_dir(ckpt, "checkpoint")
