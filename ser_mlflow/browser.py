@@ -348,6 +348,11 @@ CHARTS_DRAWN = """(() => {
 })()"""
 
 
+#: Plotly shows its tool bar on hover, and headless Chromium counts as hovering over every
+#: chart; pictures hide it so they show what a user sees before pointing at a chart.
+HOVER_ONLY_CSS = ".modebar-container { display: none !important; }"
+
+
 def dump_dom(
     url: str,
     *,
@@ -370,11 +375,20 @@ def screenshot(
     window: tuple[int, int] = (1600, 1000),
     timeout: float = 60.0,
     settle: float = 1.5,
+    css: str = HOVER_ONLY_CSS,
 ) -> Path:
-    """A PNG of the viewport once the JS condition ``ready`` holds."""
+    """A PNG of the viewport once the JS condition ``ready`` holds (``css`` added first)."""
+    import json
+
     with Page(window=window) as page:
         page.goto(url)
         page.wait_for(ready, timeout=timeout, settle=settle)
+        if css:
+            page.evaluate(
+                "(() => { const s = document.createElement('style');"
+                f" s.textContent = {json.dumps(css)}; document.head.appendChild(s); }})()"
+            )
+            time.sleep(0.2)
         return page.screenshot(path)
 
 
@@ -406,6 +420,7 @@ def take_screenshots(
     Raises:
         RuntimeError: no compare or unimodal view in the store (search is optional).
     """
+    views.backfill_search_views()
     newest: dict[str, views.View] = {}
     for v in views.latest_views(max_results=200):
         newest.setdefault(v.kind, v)

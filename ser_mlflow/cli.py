@@ -594,6 +594,7 @@ def ui(port: int, host: str, links_only: bool) -> None:
     uri = tracking.tracking_uri()
     local = views.is_local_store(uri)
     base = views.local_base(host, port) if local else views.ui_base_url(uri)
+    views.backfill_search_views()
     latest = views.latest_views(max_results=5)
     if latest:
         click.echo("Latest saved views (newest first):")

@@ -78,6 +78,9 @@ SHARE_KEY_PARAM = "viewStateShareKey"
 COMPRESSED_PREFIX = "deflate;"
 #: The server's limit for an experiment tag value (the UI checks the same number).
 MAX_VIEW_CHARS = 20_000
+#: The UI's Views menu refuses to save a 41st view of an experiment; ser_mlflow keeps at
+#: most this many of its own, so people keep room for theirs.
+MAX_OWN_VIEWS = 20
 #: The UI version whose source this format was read from.
 CONFIRMED_UI_VERSION = (3, 17)
 
@@ -506,6 +509,7 @@ def write_view(*, kind: str, parent_run_id: str, name: str, state: dict[str, Any
             created = decode_view(existing)[1] or now
     value = encode_view(name, state, created_at=created, updated_at=now)
     client.set_experiment_tag(exp_id, tag, value)
+    _prune_own_views(client, exp_id, keep=tag)
     view = View(key=key, experiment_id=exp_id, name=name, kind=kind, parent_run_id=parent_run_id)
     for k, v in {
         TAG_VIEW_KEY: key,
@@ -516,6 +520,24 @@ def write_view(*, kind: str, parent_run_id: str, name: str, state: dict[str, Any
     }.items():
         client.set_tag(parent_run_id, k, v)
     return view
+
+
+def _prune_own_views(client: Any, experiment_id: str, *, keep: str) -> None:
+    """Drop the least recently updated ``ser-`` views beyond :data:`MAX_OWN_VIEWS`.
+
+    Views people saved themselves (other keys) are never touched.
+    """
+    own = []
+    for key, value in client.get_experiment(experiment_id).tags.items():
+        if key.startswith(VIEW_TAG_PREFIX + "ser-") and key != keep:
+            try:
+                updated = int(json.loads(value).get("updatedAt", 0))
+            except (ValueError, TypeError, AttributeError):
+                updated = 0
+            own.append((updated, key))
+    for _, key in sorted(own)[: max(0, len(own) + 1 - MAX_OWN_VIEWS)]:
+        with contextlib.suppress(Exception):
+            client.delete_experiment_tag(experiment_id, key)
 
 
 def _view_name(kind: str, parent_run_id: str, params: dict[str, str]) -> str:
@@ -655,6 +677,34 @@ def _experiment_of(run_id: str) -> str:
         tracking.configure()
         return str(mlflow.get_run(run_id).info.experiment_id)
     return "0"
+
+
+def search_objective_metrics(objective: str) -> list[str]:
+    """The run metrics behind a search's ``ser.objective`` tag (``multi``: all three)."""
+    if objective == "multi":
+        return [f"devel_ccc_{a}" for a in ATTRS]
+    return [f"devel_ccc_{objective or 'mean'}"]
+
+
+def backfill_search_views(*, max_runs: int = 20) -> list[View]:
+    """Write the view of recent searches that have none (searches run before views).
+
+    Never raises: a search whose view cannot be written is left as it is.
+    """
+    out = []
+    with contextlib.suppress(Exception):
+        runs = tracking.search_runs(
+            filter_string=f"tags.`{tracking.TAG_STAGE}` = 'search'",
+            order_by=["attributes.start_time DESC"],
+            max_results=max_runs,
+        )
+        for r in runs:
+            if TAG_VIEW_KEY in r.data.tags:
+                continue
+            metrics = search_objective_metrics(r.data.tags.get("ser.objective", "mean"))
+            with contextlib.suppress(Exception):
+                out.append(write_search_view(r.info.run_id, objective_metric=metrics))
+    return out
 
 
 def latest_views(*, max_results: int = 5) -> list[View]:

@@ -137,6 +137,24 @@ def test_write_step_view_is_idempotent_and_tags_the_parent(parent: str) -> None:
     assert views.latest_views() == [first]
 
 
+def test_own_views_are_capped_and_others_kept(
+    parent: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(views, "MAX_OWN_VIEWS", 3)
+    client = mlflow.MlflowClient()
+    exp_id = mlflow.get_run(parent).info.experiment_id
+    client.set_experiment_tag(exp_id, views.VIEW_TAG_PREFIX + "mine", "{}")
+    for i in range(3):  # older ser views of other (here: made-up) parent runs
+        value = views.encode_view(f"v{i}", {}, created_at=i, updated_at=i)
+        client.set_experiment_tag(exp_id, views.VIEW_TAG_PREFIX + f"ser-compare-old{i}", value)
+    views.write_step_view("compare", parent)
+    left = sorted(k for k in client.get_experiment(exp_id).tags if "sharedViewState" in k)
+    assert left == sorted(
+        views.VIEW_TAG_PREFIX + k
+        for k in ("mine", "ser-compare-old1", "ser-compare-old2", f"ser-compare-{parent}")
+    )
+
+
 def test_search_view(parent: str) -> None:
     exp_id = mlflow.get_run(parent).info.experiment_id
     view = views.write_search_view(parent, exp_id, "devel_ccc_mean")
@@ -213,3 +231,19 @@ def test_ui_server_command(tmp_path: Path) -> None:
         ]
         == "true"
     )
+
+
+def test_backfill_writes_views_of_earlier_searches_once(tracking_store: str) -> None:
+    mlflow.set_experiment("views")
+    with mlflow.start_run(tags={"ser.stage": "search", "ser.objective": "multi"}) as p:
+        pass
+    (view,) = views.backfill_search_views()
+    assert view.key == f"ser-search-{p.info.run_id}"
+    columns = views.read_view(view)["selectedColumns"]
+    assert [c for c in columns if c.startswith("metrics.")] == [
+        "metrics.`devel_ccc_arousal`",
+        "metrics.`devel_ccc_valence`",
+        "metrics.`devel_ccc_liking`",
+        "metrics.`devel_ccc_mean`",
+    ]
+    assert views.backfill_search_views() == []
