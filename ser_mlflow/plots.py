@@ -46,7 +46,7 @@ def training_curves(
     )
     ax.set(xlabel="epoch", ylabel="devel CCC", title="Development CCC per epoch")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="best", framealpha=0.8)
     ax_loss.plot(epochs, [h["train_loss"] for h in history], color="#555555")
     ax_loss.set(xlabel="epoch", ylabel="weighted CCC loss", title="Training loss")
     ax_loss.grid(alpha=0.3)
