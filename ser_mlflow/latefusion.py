@@ -184,6 +184,21 @@ def _parse_grid(values: str | Sequence[float], cast: Callable[[str], Any], name:
     return out
 
 
+def _raw_inputs(run_ids: list[str], labels: list[str]) -> list[dict[str, Any]] | None:
+    """When every input run has a raw-feature model: what the fusion model packs inside."""
+    runs = [tracking.get_run(r) for r in run_ids]
+    if not all(r.data.tags.get("ser.model_input") == "raw" for r in runs):
+        return None
+    specs = []
+    for rid, label in zip(run_ids, labels, strict=True):
+        uri = f"runs:/{rid}/model"
+        meta = tracking.load_pyfunc(uri).unwrap_python_model().meta
+        specs.append(
+            {"system": label, "model_uri": uri, "feature_columns": list(meta["feature_columns"])}
+        )
+    return specs
+
+
 def _selection(value: str) -> Any:
     """``all``, ``same``, ``auto`` or one per attribute joined by ',' (``same,same,all``)."""
     parts = [p.strip() for p in value.split(",") if p.strip()]
@@ -272,6 +287,7 @@ def run_fusion(
             f"{len(used)} matching {flt!r}"
         )
     X, y, groups = stack_recordings(golds, systems)
+    raw_inputs = _raw_inputs(used, list(systems))
     est = MultistageSVRFusion(
         n_stages=n_stages,
         contexts=ks,
@@ -303,7 +319,7 @@ def run_fusion(
         "ser.in_sample": str(in_sample).lower(),
         "ser.input_runs": ",".join(used),
         "ser.skipped_runs": ",".join(skipped) or "none",
-        "ser.model_input": "predictions",
+        "ser.model_input": "raw" if raw_inputs else "predictions",
         "mlflow.note.content": note,
     }
     cultures = {r: _culture(r) for r in golds}
@@ -379,7 +395,11 @@ def run_fusion(
             "plots/ccc_per_stage.png",
         )
         tracking.log_fusion_model(
-            est, system_labels=list(systems), attributes=list(attrs), input_runs=used
+            est,
+            system_labels=list(systems),
+            attributes=list(attrs),
+            input_runs=used,
+            raw_inputs=raw_inputs,
         )
     scores = np.asarray(est.stage_scores_)
     echo(f"\n{'stage':<7}" + "".join(f"{a:>10}" for a in attrs) + f"{'mean':>10}")

@@ -83,7 +83,10 @@ class SERModel(mlflow.pyfunc.PythonModel):
 
     - ``network``: standardise -> network -> undo the label shift, per recording;
     - ``fusion``: the multistage SVR over columns ``<system>:<attribute>`` holding the
-      input systems' predictions, per recording (input = predictions, not features).
+      input systems' predictions, per recording (input = predictions, not features);
+    - ``fusion`` with ``inputs``: the input runs' own models travel inside this one, so
+      raw feature columns go in, each input model predicts from its columns, and the
+      fusion combines them (raw features in, fused predictions out).
     """
 
     def load_context(self, context: Any) -> None:
@@ -93,6 +96,10 @@ class SERModel(mlflow.pyfunc.PythonModel):
             import joblib
 
             self.fusion = joblib.load(context.artifacts["fusion"])
+            self.inputs = [
+                mlflow.pyfunc.load_model(context.artifacts[f"input_{i}"])
+                for i in range(len(meta.get("inputs", [])))
+            ]
             return
         import keras
 
@@ -121,10 +128,24 @@ class SERModel(mlflow.pyfunc.PythonModel):
             frames.append(part)
         return pd.concat(frames, ignore_index=True)
 
+    def _input_predictions(self, model_input: pd.DataFrame) -> pd.DataFrame:
+        """Run every input model on its own raw feature columns -> ``<system>:<attr>``."""
+        meta = self.meta
+        split_recordings(model_input, meta["raw_columns"])  # validate once, clearly
+        out = model_input[[NAME_COL, TIME_COL]].reset_index(drop=True)
+        for spec, model in zip(meta["inputs"], self.inputs, strict=True):
+            cols = [NAME_COL, TIME_COL, *spec["feature_columns"]]
+            pred = model.predict(model_input[cols])
+            for a in meta["attributes"]:
+                out[f"{spec['system']}:{a}"] = pred[a].to_numpy()
+        return out
+
     def _predict_fusion(self, model_input: pd.DataFrame) -> pd.DataFrame:
         import numpy as np
 
         meta = self.meta
+        if meta.get("inputs"):
+            model_input = self._input_predictions(model_input)
         names, values, stamps = split_recordings(model_input, meta["feature_columns"])
         X = np.vstack(values).astype(np.float64)
         groups = np.concatenate(

@@ -40,11 +40,145 @@ def tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
 
 
+class TrackingUnavailable(ValueError):
+    """The tracking store cannot be used: a malformed URI, a server that does not answer.
+
+    A ``ValueError`` so that every command reports it in one line with exit code 2.
+    """
+
+
+#: URI schemes MLflow tracks to (``+driver`` suffixes of database URIs allowed).
+TRACKING_SCHEMES: tuple[str, ...] = (
+    "http", "https", "sqlite", "postgresql", "mysql", "mssql", "file", "databricks",
+    "databricks-uc", "uc",
+)
+#: Driver module -> the pip package that provides it (for the "install X" hint).
+DRIVER_PACKAGES: dict[str, str] = {
+    "psycopg": "psycopg[binary]", "psycopg2": "psycopg2-binary", "MySQLdb": "mysqlclient",
+    "pymysql": "PyMySQL", "pyodbc": "pyodbc",
+}
+SERVER_CHECK_TIMEOUT_S = (5.0, 10.0)  # connect, read: well inside the 30 s a user waits
+_checked_uris: set[str] = set()
+
+
+def check_tracking_uri(uri: str) -> None:
+    """Refuse a tracking URI MLflow cannot use, in one line, before any run starts.
+
+    A tracking server is asked for ``/health`` once per process: without that, MLflow's
+    client retries a refused connection for minutes (``MLFLOW_HTTP_REQUEST_MAX_RETRIES``,
+    7 tries with exponential backoff) and then prints a traceback. Those retries stay on
+    for every later request: they are what carries a run over a server restart.
+
+    Raises:
+        TrackingUnavailable: unknown scheme, bare path, missing host or database driver,
+            or a server that does not answer.
+    """
+    if uri in _checked_uris:
+        return
+    from urllib.parse import urlparse
+
+    parsed = urlparse(uri)
+    scheme = parsed.scheme.lower()
+    base = scheme.split("+", 1)[0]
+    if base not in TRACKING_SCHEMES:
+        raise TrackingUnavailable(
+            f"tracking URI: expected e.g. http://127.0.0.1:5000, sqlite:///mlflow.db or "
+            f"postgresql://user:password@host/db in MLFLOW_TRACKING_URI, got {_masked(uri)!r}"
+        )
+    if base in ("http", "https"):
+        if not parsed.hostname:
+            raise TrackingUnavailable(f"tracking URI: no host in {_masked(uri)!r}")
+        _check_server(uri)
+    if base in ("sqlite", "postgresql", "mysql", "mssql"):
+        problem = database_driver_problem(uri)
+        if problem:
+            raise TrackingUnavailable(f"tracking URI: {problem}")
+    _checked_uris.add(uri)
+
+
+def database_driver_problem(uri: str) -> str | None:
+    """Why SQLAlchemy cannot open ``uri`` here (a malformed URL, a missing driver), or None.
+
+    Asks SQLAlchemy for the dialect's driver rather than assuming one: SQLAlchemy 2.1 opens
+    ``postgresql://`` with psycopg 3, 2.0 with psycopg2.
+    """
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    try:
+        dialect = make_url(uri).get_dialect()
+    except (ArgumentError, NoSuchModuleError, ValueError) as exc:
+        return f"cannot parse {_masked(uri)!r}: {str(exc).splitlines()[0]}"
+    try:
+        dialect.import_dbapi()
+    except ImportError as exc:
+        module = (exc.name or dialect.driver).split(".")[0]
+        package = DRIVER_PACKAGES.get(module, module)
+        return f"{dialect.name} needs the Python package {package} (pip install '{package}')"
+    return None
+
+
+def _masked(uri: str) -> str:
+    from urllib.parse import urlparse
+
+    password = urlparse(uri).password
+    return uri.replace(f":{password}@", ":***@", 1) if password else uri
+
+
+def _check_server(uri: str) -> None:
+    import requests
+
+    try:
+        requests.get(f"{uri.rstrip('/')}/health", timeout=SERVER_CHECK_TIMEOUT_S)
+    except requests.exceptions.SSLError:
+        return  # it answered; certificates are MLflow's business (MLFLOW_TRACKING_INSECURE_TLS)
+    except requests.exceptions.RequestException as exc:
+        reason = "connection refused" if "refused" in str(exc).lower() else type(exc).__name__
+        raise TrackingUnavailable(
+            f"tracking server {_masked(uri)} does not answer ({reason}); start it "
+            "(`ser-mlflow server`) or fix MLFLOW_TRACKING_URI"
+        ) from None
+
+
 def configure() -> str:
-    """Point the MLflow client at :func:`tracking_uri` and return it."""
+    """Point the MLflow client at :func:`tracking_uri` (checked once) and return it.
+
+    Raises:
+        TrackingUnavailable: see :func:`check_tracking_uri`.
+    """
     uri = tracking_uri()
+    check_tracking_uri(uri)
     mlflow.set_tracking_uri(uri)
     return uri
+
+
+def check_artifact_location(location: str | None) -> None:
+    """A local artifact folder must be writable before a run starts, not at its end.
+
+    MLflow writes artifacts only when they are logged, i.e. after training; an unwritable
+    folder would turn a finished training into a FAILED run. Remote locations (a tracking
+    server's ``mlflow-artifacts:``, ``s3:``...) are the server's or the cloud's business.
+
+    Raises:
+        ValueError: the folder cannot be created or written, naming it and why.
+    """
+    from urllib.parse import urlparse
+    from urllib.request import url2pathname
+
+    if not location:
+        return
+    parsed = urlparse(location)
+    if parsed.scheme not in ("", "file"):
+        return
+    path = Path(url2pathname(parsed.path) if parsed.scheme == "file" else location)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-check-"):
+            pass
+    except OSError as exc:
+        raise ValueError(
+            f"artifact location: cannot write to {path} ({exc.strerror or exc})"
+        ) from None
 
 
 def _is_local_store(uri: str) -> bool:
@@ -61,12 +195,14 @@ def ensure_experiment(name: str) -> str:
     client = MlflowClient()
     exp = client.get_experiment_by_name(name)
     if exp is not None:
+        check_artifact_location(exp.artifact_location)
         if exp.lifecycle_stage == "deleted":
             client.restore_experiment(exp.experiment_id)
         return exp.experiment_id
     location = None
     if _is_local_store(uri):
         location = (Path.cwd() / DEFAULT_ARTIFACT_DIR).resolve().as_uri()
+        check_artifact_location(location)
     return client.create_experiment(name, artifact_location=location)
 
 
@@ -431,12 +567,19 @@ def load_pyfunc(model_uri: str) -> Any:
 
 
 def log_fusion_model(
-    est: Any, *, system_labels: list[str], attributes: list[str], input_runs: list[str]
+    est: Any,
+    *,
+    system_labels: list[str],
+    attributes: list[str],
+    input_runs: list[str],
+    raw_inputs: list[dict[str, Any]] | None = None,
 ) -> Any:
     """Log a fitted fusion as a pyfunc whose input is the systems' predictions.
 
     Input columns are ``<system>:<attribute>`` beside ``name`` and ``timestamp``; the
-    description lists the input runs whose predictions feed each column.
+    description lists the input runs whose predictions feed each column. With
+    ``raw_inputs`` (one ``{"system", "model_uri", "feature_columns"}`` per input, all runs
+    with models), the input models are packed inside and the input is raw features.
     """
     import json
 
@@ -451,10 +594,19 @@ def log_fusion_model(
         est_path = Path(tmp) / "fusion.joblib"
         joblib.dump(est, est_path)
         meta_path = Path(tmp) / "preprocess.json"
-        meta_path.write_text(json.dumps({"kind": "fusion", "feature_columns": columns,
-                                         "attributes": attributes, "systems": system_labels,
-                                         "input_runs": input_runs}, indent=1))
-        example = pd.DataFrame(0.0, index=range(3), columns=columns)
+        raw_columns = list(dict.fromkeys(
+            c for spec in raw_inputs or [] for c in spec["feature_columns"]))
+        meta = {"kind": "fusion", "feature_columns": columns, "attributes": attributes,
+                "systems": system_labels, "input_runs": input_runs}
+        artifacts = {"fusion": str(est_path), "preprocess": str(meta_path)}
+        if raw_inputs:
+            meta["inputs"] = [{"system": sp["system"], "model_uri": sp["model_uri"],
+                               "feature_columns": sp["feature_columns"]} for sp in raw_inputs]
+            meta["raw_columns"] = raw_columns
+            for i, sp in enumerate(raw_inputs):
+                artifacts[f"input_{i}"] = sp["model_uri"]
+        meta_path.write_text(json.dumps(meta, indent=1))
+        example = pd.DataFrame(0.0, index=range(3), columns=raw_columns or columns)
         example.insert(0, "timestamp", [0.0, 0.1, 0.2])
         example.insert(0, "name", "Devel_DE_01")
         out = example[["name", "timestamp"]].copy()
@@ -463,13 +615,19 @@ def log_fusion_model(
         return mlflow.pyfunc.log_model(
             name="model",
             python_model=str(Path(ser_mlflow.__file__).parent / "pyfunc_entry.py"),
-            artifacts={"fusion": str(est_path), "preprocess": str(meta_path)},
+            artifacts=artifacts,
             signature=infer_signature(example, out),
             input_example=example,
             code_paths=[str(Path(ser_mlflow.__file__).parent)],
             pip_requirements=_pip_requirements(),
-            tags={"ser.model_input": "predictions",
-                  "description": "Multistage SVR fusion. Input: predictions of the systems "
-                  f"{', '.join(system_labels)} (runs {', '.join(input_runs)}) as columns "
-                  "<system>:<attribute>, not raw features."},
+            tags={"ser.model_input": "raw" if raw_inputs else "predictions",
+                  "description": (
+                      "Multistage SVR fusion over the models of runs "
+                      f"{', '.join(input_runs)}: input raw feature columns <set>:<column>; "
+                      "each input model predicts, then the fusion combines them."
+                      if raw_inputs else
+                      "Multistage SVR fusion. Input: predictions of the systems "
+                      f"{', '.join(system_labels)} (runs {', '.join(input_runs)}) as columns "
+                      "<system>:<attribute>, not raw features (imported prediction folders)."
+                  )},
         )

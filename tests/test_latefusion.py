@@ -107,9 +107,38 @@ def test_fusion_of_trained_runs(tiny_corpus: Path, tracking_store: str, tmp_path
     assert client.get_metric_history(res.run_id, "devel_DE_ccc_liking")
     run = mlflow.get_run(res.run_id)
     assert run.data.params["stage2_liking_k"] in ("1", "2")
+    assert run.data.tags["ser.model_input"] == "raw"
     model = mlflow.pyfunc.load_model(f"runs:/{res.run_id}/model")
     meta = model.unwrap_python_model().meta
     assert meta["kind"] == "fusion" and len(meta["feature_columns"]) == 9
+    # raw features in, fused predictions out: equals running the input models, then fusion
+    from ser_mlflow.data import load_corpus
+    from ser_mlflow.pyfunc import recordings_frame
+
+    corpus = load_corpus(tiny_corpus, ("fau", "egemaps", "mfcc"))
+    devel = corpus.partition("Devel")
+    raw = recordings_frame(
+        [r.name for r in devel],
+        [r.timestamps for r in devel],
+        [r.features for r in devel],
+        corpus.feature_columns,
+    )
+    fused = model.predict(raw)
+    assert list(fused.columns) == ["name", "timestamp", "arousal", "valence", "liking"]
+    assert len(fused) == sum(len(r.features) for r in devel)
+    inner = model.unwrap_python_model()
+    cols = []
+    for spec, m in zip(meta["inputs"], inner.inputs, strict=True):
+        p = m.predict(raw[["name", "timestamp", *spec["feature_columns"]]])
+        cols.append(p[["arousal", "valence", "liking"]].to_numpy())
+    expected = inner.fusion.predict(np.hstack(cols), groups=raw["name"].to_numpy())
+    np.testing.assert_allclose(
+        fused[["arousal", "valence", "liking"]].to_numpy(), expected, atol=1e-9
+    )
+    # and the registry picks fusion runs over trained inputs like any raw-feature model
+    from ser_mlflow import registry
+
+    assert "ser.model_input" in registry.default_filter(tiny_corpus)
     # too few inputs
     with pytest.raises(ValueError, match="at least 2"):
         latefusion.run_fusion(data_root=tiny_corpus, top_n=1, **QUIET)
