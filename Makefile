@@ -44,3 +44,11 @@ bench: install
 
 clean:
 	rm -rf $(VENV) mlflow.db mlartifacts mlruns data/synthetic
+
+# The README's pictures of the MLflow UI views (docs/img/*.png), taken with headless
+# chromium from the demo store. The demo chain runs first; its finished steps are reused,
+# so a second call only retakes the pictures.
+.PHONY: screenshots
+screenshots: install
+	$(BIN)/ser-mlflow main --config experiments/demo.yaml
+	$(BIN)/python -m ser_mlflow.browser screenshots --out docs/img

@@ -66,7 +66,7 @@ import json
 import time
 import urllib.parse
 import zlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -188,6 +188,27 @@ def children_filter(parent_run_id: str) -> str:
     return f"tags.`{PARENT_TAG}` = '{parent_run_id}'"
 
 
+def step_filter(parent_run_id: str, tags: Mapping[str, str] | None = None) -> str:
+    """The runs of a pipeline step: its children, or its run ids when some were reused.
+
+    A sweep reuses an identical finished run of an earlier step instead of training it
+    again; that run stays a child of the earlier parent, so the parent filter alone would
+    miss it. The step lists every run it used in ``ser.children``.
+    """
+    if tags is None:
+        import mlflow
+
+        tags = {}
+        with contextlib.suppress(Exception):
+            tracking.configure()
+            tags = mlflow.get_run(parent_run_id).data.tags
+    reused = [r for r in tags.get("ser.reused_runs", "").split(",") if r]
+    ids = [r for r in tags.get("ser.children", "").split(",") if r]
+    if reused and ids:
+        return "attributes.run_id IN (" + ", ".join(f"'{r}'" for r in ids) + ")"
+    return children_filter(parent_run_id)
+
+
 def _section(
     uuid: str, name: str, *, display: bool, columns: int = 3, card_height: int = 360
 ) -> dict[str, Any]:
@@ -263,7 +284,9 @@ def _pretty(metric: str) -> str:
     return metric.replace("epoch/", "").replace("devel_ccc_", "devel CCC ")
 
 
-def _base_state(parent_run_id: str, *, order_by: str, columns: Sequence[str]) -> dict[str, Any]:
+def _base_state(
+    parent_run_id: str, *, order_by: str, columns: Sequence[str], search_filter: str | None
+) -> dict[str, Any]:
     """Children of one parent, best first; metric columns wide enough to read, in order.
 
     ``columnOrder`` lists only the metric columns: the grid puts them first in that
@@ -271,7 +294,7 @@ def _base_state(parent_run_id: str, *, order_by: str, columns: Sequence[str]) ->
     """
     metric_cols = [c for c in columns if c.startswith("metrics.")]
     return {
-        "searchFilter": children_filter(parent_run_id),
+        "searchFilter": search_filter or children_filter(parent_run_id),
         "orderByKey": col("metrics", order_by),
         "orderByAsc": False,
         "lifecycleFilter": "Active",
@@ -290,7 +313,7 @@ def _base_state(parent_run_id: str, *, order_by: str, columns: Sequence[str]) ->
     }
 
 
-def compare_state(parent_run_id: str) -> dict[str, Any]:
+def compare_state(parent_run_id: str, *, search_filter: str | None = None) -> dict[str, Any]:
     """STL1..MTL2 of one compare step: grouped by ``ser.loss`` (seed averages), CCC first.
 
     Charts: the per-epoch devel CCC curves (mean, then per attribute) and a bar per final
@@ -306,6 +329,7 @@ def compare_state(parent_run_id: str) -> dict[str, Any]:
             parent_run_id,
             order_by="devel_ccc_mean",
             columns=[col("tags", tracking.TAG_LOSS), *(col("metrics", m) for m in CCC)],
+            search_filter=search_filter,
         ),
         "groupBy": {
             "aggregateFunction": "average",
@@ -320,7 +344,9 @@ def compare_state(parent_run_id: str) -> dict[str, Any]:
     }
 
 
-def ranking_state(parent_run_id: str, *, rank_metric: str = "devel_ccc_mean") -> dict[str, Any]:
+def ranking_state(
+    parent_run_id: str, *, rank_metric: str = "devel_ccc_mean", search_filter: str | None = None
+) -> dict[str, Any]:
     """A unimodal / bimodal sweep: one row per feature set, best first."""
     bars, curves = "ser-sec-bars", "ser-sec-curves"
     metrics = list(dict.fromkeys([rank_metric, *CCC]))
@@ -333,6 +359,7 @@ def ranking_state(parent_run_id: str, *, rank_metric: str = "devel_ccc_mean") ->
                 *(col("metrics", m) for m in metrics),
                 col("tags", tracking.TAG_LOSS),
             ],
+            search_filter=search_filter,
         ),
         "compareRunCharts": [
             bar_card(m, section=bars, title=_pretty(m), count=30) for m in metrics
@@ -365,6 +392,7 @@ def search_state(parent_run_id: str, *, objective_metrics: Sequence[str]) -> dic
                 col("tags", "ser.trial_state"),
                 col("tags", "ser.trial_number"),
             ],
+            search_filter=None,
         ),
         "compareRunCharts": [
             parallel_card(
@@ -557,11 +585,13 @@ def write_step_view(step: str, parent_run_id: str, *, rank_metric: str = "devel_
     import mlflow
 
     tracking.configure()
-    params = dict(mlflow.get_run(parent_run_id).data.params)
+    run = mlflow.get_run(parent_run_id)
+    params = dict(run.data.params)
+    flt = step_filter(parent_run_id, run.data.tags)
     state = (
-        compare_state(parent_run_id)
+        compare_state(parent_run_id, search_filter=flt)
         if step == "compare"
-        else ranking_state(parent_run_id, rank_metric=rank_metric)
+        else ranking_state(parent_run_id, rank_metric=rank_metric, search_filter=flt)
     )
     name = _view_name(step, parent_run_id, params)
     return write_view(kind=step, parent_run_id=parent_run_id, name=name, state=state)
@@ -661,7 +691,7 @@ def link_lines(
             + runs_url(
                 exp,
                 base=base,
-                search_filter=children_filter(parent_run_id),
+                search_filter=step_filter(parent_run_id),
                 order_by=col("metrics", order_by),
             )
         )

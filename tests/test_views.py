@@ -155,6 +155,17 @@ def test_own_views_are_capped_and_others_kept(
     )
 
 
+def test_a_step_that_reused_runs_lists_them_by_id(parent: str) -> None:
+    client = mlflow.MlflowClient()
+    client.set_tag(parent, "ser.children", "aaa,bbb,")
+    client.set_tag(parent, "ser.reused_runs", "bbb")
+    flt = "attributes.run_id IN ('aaa', 'bbb')"
+    assert views.step_filter(parent) == flt
+    assert views.read_view(views.write_step_view("unimodal", parent))["searchFilter"] == flt
+    client.set_tag(parent, "ser.reused_runs", "")
+    assert views.step_filter(parent) == views.children_filter(parent)
+
+
 def test_search_view(parent: str) -> None:
     exp_id = mlflow.get_run(parent).info.experiment_id
     view = views.write_search_view(parent, exp_id, "devel_ccc_mean")
