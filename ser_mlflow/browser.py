@@ -217,7 +217,7 @@ class Page:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             pass_fds=(3, 4),
-            preexec_fn=wire,  # noqa: PLW1509 - no threads are started before this
+            preexec_fn=wire,  # two dup2 calls between fork and exec, nothing that locks
             start_new_session=True,
         )
         os.close(cmd_r)
