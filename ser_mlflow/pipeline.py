@@ -532,7 +532,7 @@ class ChainConfig:
     steps: dict[str, dict[str, Any]]
 
 
-CHAIN_STEPS = ("unimodal", "bimodal", "compare", "search", "fusion")
+CHAIN_STEPS = ("unimodal", "bimodal", "compare", "search", "fusion", "register")
 
 
 def load_chain(path: str | Path) -> ChainConfig:
