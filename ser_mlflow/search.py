@@ -1162,7 +1162,19 @@ def _search(
         )
         result.storage, result.sampler, result.objective = masked, sampler, objective
     echo(summary_text(result))
+    _publish_view(result, echo)
     return result
+
+
+def _publish_view(result: SearchResult, echo: Callable[[str], None]) -> None:
+    """A saved MLflow UI view of the trials; a view is a convenience and never fails a search."""
+    from ser_mlflow import views
+
+    try:
+        view = views.write_search_view(result.parent_run_id, objective_metric=list(result.keys))
+        echo(f"Trials in the MLflow UI: {view.url()}")
+    except Exception as exc:  # noqa: BLE001 - any failure only costs the link
+        echo(f"(no saved UI view for this search: {exc})")
 
 
 def _coordinate(
