@@ -8,7 +8,7 @@ from __future__ import annotations
 import functools
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +52,10 @@ def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         except (DataError, ValueError, FileNotFoundError) as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(2)
+        except (PermissionError, NotADirectoryError, IsADirectoryError, FileExistsError) as exc:
+            # a path the user gave cannot be written (an output folder under a file, ...)
+            click.echo(f"error: {exc.filename or ''}: {exc.strerror or exc}", err=True)
+            sys.exit(2)
         except KeyboardInterrupt:
             click.echo("interrupted: the run was ended KILLED", err=True)
             sys.exit(130)
@@ -59,7 +63,31 @@ def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class OneLineUsageError(click.ClickException):
+    """A click usage error shown like every other bad input: one ``error:`` line, exit 2."""
+
+    exit_code = 2
+
+    def __init__(self, exc: click.UsageError) -> None:
+        super().__init__(exc.format_message())
+        self.command_path = exc.ctx.command_path if exc.ctx is not None else "ser-mlflow"
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"error: {self.message} (see `{self.command_path} --help`)", err=True)
+
+
+class OneLineGroup(click.Group):
+    """Click prints usage errors as usage + hint + message; bad input here is one line."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except click.UsageError as exc:
+            raise OneLineUsageError(exc) from None
+
+
+@click.group(cls=OneLineGroup,
+             context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="ser-mlflow")
 def main() -> None:
     """Dimensional audiovisual emotion recognition on MLflow (Atmaja & Akagi, ICASSP 2020).
@@ -151,6 +179,24 @@ def training_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     for opt in reversed(opts):
         fn = opt(fn)
     return fn
+
+
+def check_feature_sets(data_root: Path, feature_sets: Sequence[str]) -> None:
+    """Refuse unknown feature sets before a sweep starts.
+
+    A sweep records a failing child and goes on, which is right for a set that breaks
+    mid-sweep but wrong for a typo: the sweep would end "successfully" with FAILED runs.
+
+    Raises:
+        DataError: a missing data root, or the unknown sets and the available ones.
+    """
+    from ser_mlflow.data import DataError, list_feature_sets
+
+    available = list_feature_sets(data_root)
+    unknown = [s for s in feature_sets if s not in available]
+    if unknown:
+        raise DataError(f"{data_root}: feature set(s) {', '.join(map(repr, unknown))} not "
+                        f"found; available: {', '.join(available)}")
 
 
 def build_train_config(*, feature_sets: str, **kw: Any) -> TrainConfig:
@@ -248,6 +294,8 @@ def unimodal(feature_sets: str, rank_metric: str, force: bool, **kw: Any) -> Non
     from ser_mlflow.train import ensure_default_corpus
 
     ensure_default_corpus(base.data_root, echo=click.echo)
+    if sets:
+        check_feature_sets(base.data_root, sets)
     pipeline.unimodal(base, feature_sets=sets, force=force, rank_metric=rank_metric,
                       echo=click.echo)
     click.echo(tracking.ui_hint())
@@ -291,6 +339,7 @@ def compare(feature_set: str, seeds: str, force: bool, **kw: Any) -> None:
     from ser_mlflow.train import ensure_default_corpus
 
     ensure_default_corpus(base.data_root, echo=click.echo)
+    check_feature_sets(base.data_root, base.feature_sets)
     pipeline.compare(base, feature_set=feature_set, seeds=seed_list, force=force,
                      echo=click.echo)
     click.echo(tracking.ui_hint())
@@ -622,6 +671,41 @@ def ui(port: int, host: str, links_only: bool) -> None:
         return
     if code:
         raise SystemExit(code)
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Interface to listen on; 0.0.0.0 opens the server to other machines "
+              "(use --auth then).")
+@click.option("--port", type=click.IntRange(1, 65535), default=5000, show_default=True)
+@click.option("--backend-store-uri", default="sqlite:///mlflow.db", show_default=True,
+              envvar="MLFLOW_BACKEND_STORE_URI", help="Runs database: sqlite:///<file> or "
+              "postgresql://user:pw@host:5432/db (or $MLFLOW_BACKEND_STORE_URI).")
+@click.option("--artifacts-destination", default="mlartifacts", show_default=True,
+              help="Where the server writes artifacts clients send (folder or s3://...).")
+@click.option("--auth", is_flag=True, help="MLflow basic auth: every request needs a user "
+              "(admin password: $MLFLOW_AUTH_ADMIN_PASSWORD, else generated on first start).")
+@click.option("--auth-db-uri", default="",
+              help="Users database [default: basic_auth.db beside a SQLite store].")
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="Server worker processes [default: MLflow's].")
+@click.option("--allowed-hosts", default="",
+              help="Extra Host headers to accept, e.g. mlflow.lab.example (DNS names).")
+@user_errors
+def server(host: str, port: int, backend_store_uri: str, artifacts_destination: str,
+           auth: bool, auth_db_uri: str, workers: int | None, allowed_hosts: str) -> None:
+    """Run the shared MLflow tracking server (proxied artifacts) and print its URI."""
+    from ser_mlflow.server import ServerSettings, run_server
+
+    run_server(
+        ServerSettings(
+            host=host, port=port, backend_store_uri=backend_store_uri,
+            artifacts_destination=artifacts_destination, auth=auth,
+            auth_db_uri=auth_db_uri or None, workers=workers,
+            allowed_hosts=allowed_hosts or None,
+        ),
+        echo=click.echo,
+    )
 
 
 if __name__ == "__main__":  # pragma: no cover

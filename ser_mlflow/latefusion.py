@@ -239,6 +239,18 @@ def run_fusion(
         raise ValueError(f"top_n: fusion needs at least 2 inputs, got {top_n}")
     ks = _parse_grid(contexts, int, "contexts")
     cs = _parse_grid(complexities, float, "complexities")
+    est = MultistageSVRFusion(
+        n_stages=n_stages,
+        contexts=ks,
+        complexities=cs,
+        protocol=protocol,
+        n_splits=n_splits,
+        calibrate=calibrate,
+        context=context,
+        input_selection=_selection(input_selection),
+        stage_inputs=stage_inputs,
+    )
+    est._check_params()  # every option is refused before the store is asked for runs
     root = Path(data_root)
     golds, attrs, times = read_labels(root / LABELS_FOLDER, "Devel")
     filters = [filter_string] if filter_string else default_filters(root)
@@ -288,17 +300,6 @@ def run_fusion(
         )
     X, y, groups = stack_recordings(golds, systems)
     raw_inputs = _raw_inputs(used, list(systems))
-    est = MultistageSVRFusion(
-        n_stages=n_stages,
-        contexts=ks,
-        complexities=cs,
-        protocol=protocol,
-        n_splits=n_splits,
-        calibrate=calibrate,
-        context=context,
-        input_selection=_selection(input_selection),
-        stage_inputs=stage_inputs,
-    )
     in_sample = protocol == "paper"
     note = (
         "IN-SAMPLE (protocol=paper): fitted, chosen and scored on the same devel frames, "

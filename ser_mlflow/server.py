@@ -1,0 +1,380 @@
+"""`ser-mlflow server`: the shared MLflow tracking server for a lab, started the safe way.
+
+One process per machine is fine for a student; a lab that runs search workers on several
+machines needs one tracking server they all talk to. This module builds the
+``mlflow server`` command line so that the defaults are the safe ones:
+
+- it listens on ``127.0.0.1`` unless ``host`` says otherwise (never ``0.0.0.0`` by itself);
+- its backend store is the project's SQLite file ``sqlite:///mlflow.db`` unless told
+  otherwise (``postgresql://user:password@host:5432/mlflow`` for a lab);
+- artifacts are *proxied* (``--serve-artifacts``): clients upload and download through the
+  server, which writes to ``artifacts_destination`` (``./mlartifacts`` or ``s3://...``), so
+  a client never needs the artifact path, a shared disk or cloud credentials;
+- ``auth=True`` runs MLflow's basic-auth app with a generated ``basic_auth.ini`` whose user
+  database sits beside the backend store (MLflow keeps users apart from runs).
+
+Bad settings are refused before anything starts, in one line (``ValueError``): a malformed
+store URI, a missing database driver, an artifact folder that cannot be written, a port in
+use. The server itself then replaces this process (``exec``), so Ctrl-C and SIGTERM reach
+MLflow directly and it shuts down its workers as it does without this wrapper.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import socket
+import stat
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+from ser_mlflow.tracking import (
+    DEFAULT_ARTIFACT_DIR,
+    DEFAULT_TRACKING_URI,
+    database_driver_problem,
+)
+
+Echo = Callable[[str], None]
+
+LOOPBACK = "127.0.0.1"
+DEFAULT_PORT = 5000
+#: Backend stores ``mlflow server`` accepts (SQLAlchemy dialects; ``+driver`` allowed).
+DATABASE_SCHEMES: tuple[str, ...] = ("sqlite", "postgresql", "mysql", "mssql")
+AUTH_INI = "basic_auth.ini"
+AUTH_DB = "basic_auth.db"
+ADMIN_PASSWORD_FILE = "basic_auth_admin_password"
+ADMIN_USERNAME_ENV = "MLFLOW_AUTH_ADMIN_USERNAME"
+ADMIN_PASSWORD_ENV = "MLFLOW_AUTH_ADMIN_PASSWORD"
+DEFAULT_ADMIN_USERNAME = "admin"
+SECRET_KEY_ENV = "MLFLOW_FLASK_SERVER_SECRET_KEY"
+STORE_ENV = "MLFLOW_BACKEND_STORE_URI"  # read by `mlflow server` as --backend-store-uri
+SECRET_KEY_FILE = "basic_auth_secret_key"
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """What ``ser-mlflow server`` was asked for (CLI options one to one).
+
+    Attributes:
+        host: interface to bind; ``127.0.0.1`` keeps the server on this machine.
+        port: TCP port.
+        backend_store_uri: SQLAlchemy URI of the runs database.
+        artifacts_destination: where proxied artifacts are written (path or ``s3://``...).
+        auth: run MLflow's basic-auth app.
+        auth_db_uri: users database; default ``basic_auth.db`` beside a SQLite store
+            (beside ``mlflow.db`` in the working directory for other stores).
+        workers: uvicorn worker processes (MLflow's default when None).
+        allowed_hosts: ``Host`` headers to accept besides localhost and private IPs (a DNS
+            name such as ``mlflow.lab.example`` when clients use one).
+    """
+
+    host: str = LOOPBACK
+    port: int = DEFAULT_PORT
+    backend_store_uri: str = DEFAULT_TRACKING_URI
+    artifacts_destination: str = DEFAULT_ARTIFACT_DIR
+    auth: bool = False
+    auth_db_uri: str | None = None
+    workers: int | None = None
+    allowed_hosts: str | None = None
+
+
+@dataclass(frozen=True)
+class Launch:
+    """A validated server start: the command, its environment additions, what to print."""
+
+    command: list[str]
+    env: dict[str, str]
+    client_uri: str
+    messages: list[str]
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _scheme(uri: str) -> str:
+    return urlparse(uri).scheme.split("+", 1)[0].lower()
+
+
+def sqlite_path(uri: str) -> Path | None:
+    """The file of a ``sqlite:///`` URI (relative paths are relative to the cwd)."""
+    if _scheme(uri) != "sqlite":
+        return None
+    rest = uri.split(":///", 1)[1] if ":///" in uri else ""
+    if not rest or rest.startswith(":memory:"):
+        return None
+    return Path(rest.split("?", 1)[0])
+
+
+def check_backend_store_uri(uri: str) -> str:
+    """Refuse stores ``mlflow server`` cannot open, before it starts.
+
+    Raises:
+        ValueError: an unknown scheme (the deprecated ``file:`` store included: runs would
+            be split between two kinds of store), a SQLite folder that does not exist, or a
+            missing database driver (naming the package to install).
+    """
+    scheme = _scheme(uri)
+    if scheme not in DATABASE_SCHEMES:
+        raise ValueError(
+            f"backend_store_uri: expected a database URI ({', '.join(DATABASE_SCHEMES)}), "
+            f"e.g. sqlite:///mlflow.db or postgresql://user:password@host:5432/mlflow; "
+            f"got {_mask(uri)!r}"
+        )
+    path = sqlite_path(uri)
+    if scheme == "sqlite" and path is None:
+        raise ValueError(f"backend_store_uri: expected sqlite:///<file>, got {uri!r}")
+    if path is not None and not path.resolve().parent.is_dir():
+        raise ValueError(f"backend_store_uri: folder {path.resolve().parent} does not exist")
+    problem = database_driver_problem(uri)
+    if problem:
+        raise ValueError(f"backend_store_uri: {problem}")
+    return uri
+
+
+def _mask(uri: str) -> str:
+    """The URI without its password (messages and logs must not carry it)."""
+    parsed = urlparse(uri)
+    if parsed.password:
+        return uri.replace(f":{parsed.password}@", ":***@", 1)
+    return uri
+
+
+def check_artifacts_destination(dest: str) -> str:
+    """A local destination must be a folder this process can write; remote ones pass.
+
+    Returns:
+        The destination, local paths made absolute (the server's cwd is this one, but the
+        printed line should say exactly where artifacts go).
+
+    Raises:
+        ValueError: the folder cannot be created or written (naming it and why).
+    """
+    scheme = urlparse(dest).scheme
+    if scheme and scheme != "file" and len(scheme) > 1:  # s3://, gs://, ... (C:\ is local)
+        return dest
+    path = Path(urlparse(dest).path if scheme == "file" else dest).expanduser().resolve()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with open(path / f".ser-mlflow-write-check-{os.getpid()}", "wb") as fh:
+            fh.write(b"ok")
+        os.remove(fh.name)
+    except OSError as exc:
+        raise ValueError(
+            f"artifacts_destination: cannot write to {path} ({exc.strerror or exc})"
+        ) from None
+    return str(path)
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Fail in one line when the port is taken (MLflow would print a uvicorn traceback).
+
+    Raises:
+        ValueError: the address is in use or cannot be bound on this machine.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            raise ValueError(
+                f"port: cannot listen on {host}:{port} ({exc.strerror or exc}); "
+                "is another server running there? choose --port"
+            ) from None
+
+
+def client_uri(host: str, port: int) -> str:
+    """The URI clients on this machine export as ``MLFLOW_TRACKING_URI``."""
+    if host in ("0.0.0.0", "", "::"):
+        host = LOOPBACK
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
+
+
+# --------------------------------------------------------------------------- auth
+
+
+def default_auth_db_uri(backend_store_uri: str) -> str:
+    """``basic_auth.db`` beside a SQLite store, else in the working directory."""
+    path = sqlite_path(backend_store_uri)
+    folder = path.resolve().parent if path is not None else Path.cwd()
+    return f"sqlite:///{folder / AUTH_DB}"
+
+
+def write_auth_config(folder: Path, *, database_uri: str) -> Path:
+    """Write the ``basic_auth.ini`` MLflow reads through ``MLFLOW_AUTH_CONFIG_PATH``.
+
+    MLflow's packaged ini points its user database at ``basic_auth.db`` in whatever the
+    cwd is; a generated one pins it beside the store so users survive a ``cd``.
+    ``default_permission = READ``: every account reads every run (``bimodal`` and
+    ``fusion`` rank the whole lab's runs), only a run's owner and admins change it.
+    The admin password is never written here: it travels in the environment.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    ini = folder / AUTH_INI
+    ini.write_text(
+        "# Written by `ser-mlflow server --auth`; rewritten on every start.\n"
+        "[mlflow]\n"
+        "default_permission = READ\n"
+        f"database_uri = {database_uri}\n"
+        f"admin_username = {os.environ.get(ADMIN_USERNAME_ENV) or DEFAULT_ADMIN_USERNAME}\n"
+        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+    )
+    return ini
+
+
+def admin_password(folder: Path, *, database_uri: str, echo: Echo) -> str | None:
+    """The bootstrap password of the admin user, or None when MLflow does not need one.
+
+    MLflow ships no default admin password: it creates the admin user on the first start
+    from ``MLFLOW_AUTH_ADMIN_PASSWORD`` and refuses to start without it. So: the variable
+    when set (it is also how to *rotate* the password: set it and restart); otherwise, for
+    a new SQLite user database, a random password saved (mode 600) in
+    ``basic_auth_admin_password`` beside it and reused on later starts.
+    """
+    if os.environ.get(ADMIN_PASSWORD_ENV):
+        return os.environ[ADMIN_PASSWORD_ENV]
+    path = sqlite_path(database_uri)
+    saved = (path.resolve().parent if path else folder) / ADMIN_PASSWORD_FILE
+    if saved.is_file():
+        return saved.read_text().strip() or None
+    if path is not None and path.exists():
+        return None  # users exist already; the admin password is whatever it was set to
+    if path is None:  # a database server: MLflow says so itself if the admin is missing
+        return None
+    password = secrets.token_urlsafe(18)
+    _write_private(saved, password)
+    echo(f"Admin user {_admin_name()!r}: password generated and saved in {saved} (mode 600)")
+    return password
+
+
+def flask_secret_key(folder: Path) -> str:
+    """The key MLflow's auth app signs CSRF tokens with (it refuses to start without one).
+
+    ``MLFLOW_FLASK_SERVER_SECRET_KEY`` when set (several servers behind one name must share
+    it), else a random key kept (mode 600) in ``basic_auth_secret_key`` so that a restart
+    does not invalidate the forms open in users' browsers.
+    """
+    if os.environ.get(SECRET_KEY_ENV):
+        return os.environ[SECRET_KEY_ENV]
+    saved = folder / SECRET_KEY_FILE
+    if saved.is_file() and saved.read_text().strip():
+        return saved.read_text().strip()
+    key = secrets.token_hex(32)
+    _write_private(saved, key)
+    return key
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write a secret readable by its owner only (created with mode 600, never wider)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, stat.S_IRUSR | stat.S_IWUSR)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text + "\n")
+
+
+def _admin_name() -> str:
+    return os.environ.get(ADMIN_USERNAME_ENV) or DEFAULT_ADMIN_USERNAME
+
+
+# --------------------------------------------------------------------------- launch
+
+
+def prepare_launch(settings: ServerSettings, *, echo: Echo = print) -> Launch:
+    """Validate the settings and build the ``mlflow server`` command and environment.
+
+    Raises:
+        ValueError: a setting that cannot work, in one line (see the ``check_*`` helpers).
+    """
+    store = check_backend_store_uri(settings.backend_store_uri)
+    dest = check_artifacts_destination(settings.artifacts_destination)
+    if settings.workers is not None and settings.workers < 1:
+        raise ValueError(f"workers: expected 1 or more, got {settings.workers}")
+    check_port_free(settings.host, settings.port)
+    cmd = [
+        sys.executable, "-m", "mlflow", "server",
+        "--host", settings.host,
+        "--port", str(settings.port),
+        "--serve-artifacts",
+        "--artifacts-destination", dest,
+    ]
+    if settings.workers is not None:
+        cmd += ["--workers", str(settings.workers)]
+    if settings.allowed_hosts:
+        cmd += ["--allowed-hosts", settings.allowed_hosts]
+    # GenAI job runners (three huey processes per server) serve nothing this project
+    # uses; on a small machine they cost more than the server. Users may turn them on.
+    env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": os.environ.get(
+        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")}
+    # The store URI may hold a database password: the environment keeps it out of `ps`.
+    env[STORE_ENV] = store
+    uri = client_uri(settings.host, settings.port)
+    messages = [f"MLflow tracking server: store {_mask(store)}, artifacts {dest} (proxied)"]
+    if settings.auth:
+        import importlib.util
+
+        if importlib.util.find_spec("flask_wtf") is None:  # MLflow imports it at start-up
+            raise ValueError("auth: MLflow's basic auth needs its extra: "
+                             "pip install 'mlflow[auth]'")
+        cmd += ["--app-name", "basic-auth"]
+        db_uri = settings.auth_db_uri or default_auth_db_uri(store)
+        path = sqlite_path(store)
+        folder = path.resolve().parent if path is not None else Path.cwd()
+        ini = write_auth_config(folder, database_uri=db_uri)
+        password = admin_password(folder, database_uri=db_uri, echo=echo)
+        env["MLFLOW_AUTH_CONFIG_PATH"] = str(ini)
+        env[SECRET_KEY_ENV] = flask_secret_key(folder)
+        if password:
+            env[ADMIN_PASSWORD_ENV] = password
+        messages.append(
+            f"Basic auth on: users in {_mask(db_uri)}, admin user {_admin_name()!r}; clients "
+            "export MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD"
+        )
+    elif settings.host not in (LOOPBACK, "localhost", "::1"):
+        messages.append(
+            f"warning: listening on {settings.host} without --auth: anyone who reaches this "
+            "machine can read, change and delete runs"
+        )
+    messages.append(f"export MLFLOW_TRACKING_URI={uri}")
+    return Launch(command=cmd, env=env, client_uri=uri, messages=messages)
+
+
+def run_server(settings: ServerSettings, *, echo: Echo = print) -> None:
+    """Validate, print the client URI, then become ``mlflow server`` (never returns).
+
+    Raises:
+        ValueError: see :func:`prepare_launch`; nothing was started.
+    """
+    launch = prepare_launch(settings, echo=echo)
+    for line in launch.messages:
+        echo(line)
+    echo("Ctrl-C stops it.")
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(launch.command[0], launch.command, {**os.environ, **launch.env})
+
+
+def wait_until_healthy(uri: str, *, timeout: float = 120.0,
+                       alive: Callable[[], bool] | None = None) -> None:
+    """Poll ``<uri>/health`` until it answers 200 (a fresh store migrates first).
+
+    Raises:
+        TimeoutError: not healthy within ``timeout`` seconds, or ``alive()`` turned False.
+    """
+    import requests
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if alive is not None and not alive():
+            raise TimeoutError(f"the server for {uri} exited before it was healthy")
+        with contextlib.suppress(requests.RequestException):
+            if requests.get(f"{uri}/health", timeout=2).status_code == 200:
+                return
+        time.sleep(0.3)
+    raise TimeoutError(f"{uri}/health did not answer 200 within {timeout:g} s")
