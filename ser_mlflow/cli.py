@@ -555,7 +555,9 @@ def _optional_int(value: str | int | None, name: str) -> int | None:
 )
 @click.option("--n-trials", default="20", show_default=True, help="Trials ('' = until timeout).")
 @click.option("--timeout", default="", help="Seconds after which no trial starts.")
-@click.option("--storage", default="", help="Optuna RDB URL [default: optuna.db beside mlflow.db]")
+@click.option("--storage", default="", envvar="SER_MLFLOW_OPTUNA_STORAGE",
+              help="Optuna RDB URL, or $SER_MLFLOW_OPTUNA_STORAGE (keeps a password off the "
+              "command line) [default: optuna.db beside mlflow.db]")
 @click.option("--study-name", default="", help="Continue this study (created when missing).")
 @click.option(
     "--resume",
@@ -685,12 +687,14 @@ def ui(port: int, host: str, links_only: bool) -> None:
               help="Where the server writes artifacts clients send (folder or s3://...).")
 @click.option("--auth", is_flag=True, help="MLflow basic auth: every request needs a user "
               "(admin password: $MLFLOW_AUTH_ADMIN_PASSWORD, else generated on first start).")
-@click.option("--auth-db-uri", default="",
-              help="Users database [default: basic_auth.db beside a SQLite store].")
+@click.option("--auth-db-uri", default="", envvar="SER_MLFLOW_AUTH_DB_URI",
+              help="Users database, or $SER_MLFLOW_AUTH_DB_URI [default: basic_auth.db "
+              "beside a SQLite store].")
 @click.option("--workers", type=click.IntRange(min=1), default=None,
               help="Server worker processes [default: MLflow's].")
 @click.option("--allowed-hosts", default="",
-              help="Extra Host headers to accept, e.g. mlflow.lab.example (DNS names).")
+              help="Host headers to accept besides localhost and private IPs, as clients "
+              "send them: mlflow.lab.example:*,mlflow:5000.")
 @user_errors
 def server(host: str, port: int, backend_store_uri: str, artifacts_destination: str,
            auth: bool, auth_db_uri: str, workers: int | None, allowed_hosts: str) -> None:

@@ -69,8 +69,8 @@ class ServerSettings:
         auth_db_uri: users database; default ``basic_auth.db`` beside a SQLite store
             (beside ``mlflow.db`` in the working directory for other stores).
         workers: uvicorn worker processes (MLflow's default when None).
-        allowed_hosts: ``Host`` headers to accept besides localhost and private IPs (a DNS
-            name such as ``mlflow.lab.example`` when clients use one).
+        allowed_hosts: ``Host`` headers to accept besides localhost and private IPs, as
+            clients send them (``mlflow.lab.example:*``, ``mlflow:5000``).
     """
 
     host: str = LOOPBACK
@@ -186,6 +186,23 @@ def check_port_free(host: str, port: int) -> None:
                 f"port: cannot listen on {host}:{port} ({exc.strerror or exc}); "
                 "is another server running there? choose --port"
             ) from None
+
+
+def allowed_hosts(extra: str) -> str:
+    """MLflow's default ``Host`` patterns (localhost, private IPs) plus ``extra``.
+
+    ``mlflow server --allowed-hosts`` *replaces* the defaults, so naming the cluster's DNS
+    name would lock out ``kubectl port-forward`` and same-machine clients. Patterns are
+    ``host:port`` as clients send them, ``*`` allowed (``mlflow.lab.example:*``).
+    """
+    try:
+        from mlflow.server.security_utils import get_default_allowed_hosts
+
+        defaults = list(get_default_allowed_hosts())
+    except ImportError:  # pragma: no cover - older MLflow: loopback only
+        defaults = ["localhost:*", "127.0.0.1:*"]
+    names = [h.strip() for h in extra.split(",") if h.strip()]
+    return ",".join(dict.fromkeys([*names, *defaults]))
 
 
 def client_uri(host: str, port: int) -> str:
@@ -307,7 +324,7 @@ def prepare_launch(settings: ServerSettings, *, echo: Echo = print) -> Launch:
     if settings.workers is not None:
         cmd += ["--workers", str(settings.workers)]
     if settings.allowed_hosts:
-        cmd += ["--allowed-hosts", settings.allowed_hosts]
+        cmd += ["--allowed-hosts", allowed_hosts(settings.allowed_hosts)]
     # GenAI job runners (three huey processes per server) serve nothing this project
     # uses; on a small machine they cost more than the server. Users may turn them on.
     env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": os.environ.get(

@@ -75,6 +75,15 @@ def test_defaults_listen_on_loopback_with_proxied_artifacts(
     assert launch.client_uri.startswith("http://127.0.0.1:")
 
 
+def test_allowed_hosts_add_to_mlflows_defaults(tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """--allowed-hosts replaces MLflow's list; ours extends it (port-forwarding keeps working)."""
+    monkeypatch.chdir(tmp_path)
+    launch = prepare_launch(ServerSettings(port=free_port(), allowed_hosts="mlflow:5000"))
+    hosts = launch.command[launch.command.index("--allowed-hosts") + 1].split(",")
+    assert hosts[0] == "mlflow:5000" and "127.0.0.1:*" in hosts and "localhost:*" in hosts
+
+
 def test_auth_files_sit_beside_the_store_and_keep_secrets_private(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -173,6 +182,7 @@ def test_auth_refuses_requests_without_credentials(
         monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", admin_pw)
         users = mlflow.server.get_app_client("basic-auth", tracking_uri=srv.uri)
         users.create_user(username="alice", password="alice-password-123")
+        users.grant_user_permission("alice", "experiment", "0", "EDIT")  # as the README says
         assert requests.get(url, auth=("alice", "alice-password-123"), timeout=30
                             ).status_code == 200
         assert "Basic auth on" in srv.output()
