@@ -29,7 +29,7 @@ demo: install data/synthetic/labels
 		--experiment-name $(EXPERIMENT) -P feature_sets=$(FEATURE_SETS) -P epochs=$(EPOCHS)
 	@echo
 	@echo "Done. Open the MLflow UI:"
-	@echo "  $(BIN)/mlflow ui --backend-store-uri $(MLFLOW_TRACKING_URI) --port 5000"
+	@echo "  $(BIN)/ser-mlflow ui        (mlflow server on 127.0.0.1:5000 for $(MLFLOW_TRACKING_URI))"
 	@echo "  then browse http://127.0.0.1:5000 (experiment '$(EXPERIMENT)')"
 
 test: install
