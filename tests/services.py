@@ -69,12 +69,30 @@ class Server:
     root: Path
     log: Path
     artifacts: Path
+    env: dict[str, str] = field(default_factory=dict)
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
 
     def stop(self) -> None:
         stop_group(self.proc)
+
+    def kill(self) -> None:
+        """SIGKILL, no shutdown: what a crash or a lost machine looks like to clients."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=30)
+
+    def start_again(self, *, timeout: float = 180.0) -> None:
+        """The same command on the same port and store (after :meth:`stop` or :meth:`kill`)."""
+        from ser_mlflow.server import wait_until_healthy
+
+        with open(self.log, "ab") as fh:
+            self.proc = subprocess.Popen(self.proc.args, cwd=self.root, stdout=fh,
+                                         stderr=subprocess.STDOUT, env=self.env,
+                                         start_new_session=True)
+        proc = self.proc
+        wait_until_healthy(self.uri, timeout=timeout, alive=lambda: proc.poll() is None)
 
 
 def start_server(
@@ -99,11 +117,12 @@ def start_server(
     cmd = [SER_MLFLOW, "server", "--port", str(port), "--workers", "1",
            "--backend-store-uri", store or f"sqlite:///{root / 'mlflow.db'}",
            "--artifacts-destination", str(artifacts), *extra]
+    env = env or _server_env()
     with open(log, "wb") as fh:
         proc = subprocess.Popen(cmd, cwd=root, stdout=fh, stderr=subprocess.STDOUT,
-                                env=env or _server_env(), start_new_session=True)
+                                env=env, start_new_session=True)
     srv = Server(proc=proc, uri=f"http://127.0.0.1:{port}", root=root, log=log,
-                 artifacts=artifacts)
+                 artifacts=artifacts, env=env)
     try:
         wait_until_healthy(srv.uri, timeout=timeout, alive=lambda: proc.poll() is None)
     except TimeoutError as exc:

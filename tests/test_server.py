@@ -156,6 +156,55 @@ def test_entry_points_work_through_the_server(
 
 
 @pytest.mark.slow
+def test_training_survives_a_server_crash_and_restart(
+    server: Server, tiny_corpus: Path, tmp_path: Path
+) -> None:
+    """The server dies (SIGKILL) mid-training and comes back: every epoch's metrics arrive.
+
+    What carries the run: metrics are logged synchronously (MLflow's async logging is off
+    by default) and MLflow's HTTP client retries a refused request with exponential backoff
+    (MLFLOW_HTTP_REQUEST_MAX_RETRIES=7, ~4 minutes), so training waits at the next log call
+    and nothing is dropped. A server away longer than that ends the run FAILED once the
+    retries are spent (``ser.error`` holds why, when the server can still be told).
+    """
+    epochs = 100
+    proc = subprocess.Popen(
+        [SER_MLFLOW, "train", "--data-root", str(tiny_corpus), "--epochs", str(epochs),
+         "--units", "4", "--batch-size", "4", "--experiment", "restart"],
+        cwd=tmp_path, env=client_env(server.uri), stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True,
+    )
+    mlc = MlflowClient(tracking_uri=server.uri)
+
+    def training_started() -> str | None:
+        exp = mlc.get_experiment_by_name("restart")
+        runs = mlc.search_runs([exp.experiment_id]) if exp else []
+        if runs and mlc.get_metric_history(runs[0].info.run_id, "epoch/train_loss"):
+            return runs[0].info.run_id
+        return None
+
+    run_id = None
+    deadline = time.monotonic() + 180
+    while run_id is None and time.monotonic() < deadline and proc.poll() is None:
+        run_id = training_started()
+        time.sleep(0.2)
+    assert run_id, proc.communicate()[0][-3000:]
+    server.kill()
+    killed_at = time.time()
+    time.sleep(2)
+    server.start_again()
+    out, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, out[-6000:]
+    run = mlc.get_run(run_id)
+    assert run.info.status == "FINISHED"
+    history = mlc.get_metric_history(run_id, "epoch/train_loss")
+    assert sorted(m.step for m in history) == list(range(1, epochs + 1))
+    # training was still going when the server died (it waited for it, then went on)
+    assert any(m.timestamp / 1000 > killed_at for m in history), "the crash missed training"
+    assert "devel_ccc_mean" in run.data.metrics
+
+
+@pytest.mark.slow
 def test_server_prints_the_uri_clients_export(server: Server) -> None:
     out = server.output()
     assert f"export MLFLOW_TRACKING_URI={server.uri}" in out
