@@ -66,8 +66,8 @@ class ServerSettings:
         backend_store_uri: SQLAlchemy URI of the runs database.
         artifacts_destination: where proxied artifacts are written (path or ``s3://``...).
         auth: run MLflow's basic-auth app.
-        auth_db_uri: users database; default ``basic_auth.db`` beside a SQLite store
-            (beside ``mlflow.db`` in the working directory for other stores).
+        auth_db_uri: users database; default ``basic_auth.db`` beside a SQLite store, in
+            the working directory for other stores.
         workers: uvicorn worker processes (MLflow's default when None).
         allowed_hosts: ``Host`` headers to accept besides localhost and private IPs, as
             clients send them (``mlflow.lab.example:*``, ``mlflow:5000``).
