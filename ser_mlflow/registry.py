@@ -59,6 +59,8 @@ def register_best(
         r
         for r in tracking.search_runs(filter_string=full, order_by=[f"metrics.`{metric}` DESC"])
         if metric in r.data.metrics
+        # an in-sample (paper protocol) fusion scores on frames it fitted: never a champion
+        and not (not filter_string and r.data.tags.get("ser.in_sample") == "true")
     ]
     if not runs:
         raise ValueError(f"filter: no FINISHED run with metric {metric!r} matches {flt!r}")
@@ -195,7 +197,9 @@ def predict(
     version = tracking.resolve_model_version(model_uri)  # fails early on a bad alias
     model = tracking.load_pyfunc(model_uri)
     meta = model.unwrap_python_model().meta
-    sets, columns = meta["feature_sets"], meta["feature_columns"]
+    # a fusion over trained runs takes the union of its input models' raw columns
+    columns = meta.get("raw_columns") or meta["feature_columns"]
+    sets = meta.get("feature_sets") or list(dict.fromkeys(c.split(":", 1)[0] for c in columns))
     try:
         corpus = load_corpus(data_root, sets, partitions=(partition,), labelled=(partition,))
         labelled = True
