@@ -414,7 +414,12 @@ def bimodal(
             "Run `ser-mlflow unimodal` first."
         )
     if len(runs) < top_k:
-        echo(f"[bimodal] only {len(runs)} unimodal feature sets available (top_k={top_k})")
+        found = ", ".join(r.data.tags.get(tracking.TAG_FEATURE_SETS, "?") for r in runs)
+        raise ValueError(
+            f"top_k: asked for the top {top_k} unimodal feature sets, but only {len(runs)} have "
+            f"finished unimodal runs with loss {base.loss.name} on {base.data_root} ({found}); "
+            "lower --top-k or run `ser-mlflow unimodal` on more feature sets"
+        )
     sets = [r.data.tags[tracking.TAG_FEATURE_SETS] for r in runs]
     echo(f"[bimodal] top {len(sets)} by {rank_metric}: {', '.join(sets)}")
     pairs = list(itertools.combinations(sets, 2))
