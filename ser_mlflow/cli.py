@@ -137,6 +137,17 @@ def init(experiment: str) -> None:
     click.echo(f"Experiment {experiment!r} (id {exp_id}) on {tracking.tracking_uri()}")
 
 
+class _LossChoice(click.Choice):
+    """Loss names in any case (mtl2, MTL2), shown and passed on as STL1 ... MTL2, custom."""
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> Any:
+        text = str(value).strip()
+        text = "custom" if text.lower() == "custom" else text.upper()
+        if text in self.choices:
+            return text
+        return super().convert(value, param, ctx)  # the error quotes what the user typed
+
+
 def training_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Options of `train`, shared by every command that trains networks."""
     opts = [
@@ -149,7 +160,7 @@ def training_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         ),
         click.option(
             "--loss",
-            type=click.Choice(LOSS_NAMES, case_sensitive=False),
+            type=_LossChoice(LOSS_NAMES),
             default="MTL2",
             show_default=True,
         ),
