@@ -29,11 +29,6 @@ Echo = Callable[[str], None]
 DEFAULT_STAGES = ("unimodal", "bimodal", "external")
 
 
-def _culture(name: str) -> str:
-    parts = name.split("_")
-    return parts[1] if len(parts) >= 3 else "all"
-
-
 def read_folder(folder: Path, *, partition: str | None = None) -> dict[str, np.ndarray]:
     """Every ``<Partition>_<Culture>_<NN>.csv`` of a folder: recording -> (T, A) values.
 
@@ -116,7 +111,9 @@ def import_predictions(
                 f"x {len(attrs)} attributes, got {p.shape}"
             )
         aligned[rec] = p[: len(gold)]
-    metrics = score_recordings(aligned, golds, {r: _culture(r) for r in golds}, attrs)
+    metrics = score_recordings(
+        aligned, golds, {r: canonical_recording_name(r)[2] for r in golds}, attrs
+    )
     digest = corpus_fingerprint(label_dir.parent) if label_dir.name == LABELS_FOLDER else ""
     tags = {
         tracking.TAG_STAGE: "external",
@@ -323,7 +320,7 @@ def run_fusion(
         "ser.model_input": "raw" if raw_inputs else "predictions",
         "mlflow.note.content": note,
     }
-    cultures = {r: _culture(r) for r in golds}
+    cultures = {r: canonical_recording_name(r)[2] for r in golds}
     metrics: dict[str, float] = {}
     with tracking.run_context(
         experiment=experiment, run_name=f"fusion-{protocol}-{n_stages}st", tags=tags
