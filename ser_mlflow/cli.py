@@ -496,6 +496,20 @@ def import_predictions(predictions: Path, labels: Path, name: str, experiment: s
               help="all, same, auto, or one per attribute (e.g. same,same,all).")
 @click.option("--stage-inputs", type=click.Choice(["oof", "insample"]), default="oof",
               show_default=True)
+@click.option("--loss", type=click.Choice(["squared_epsilon_insensitive", "epsilon_insensitive"]),
+              default="squared_epsilon_insensitive", show_default=True,
+              help="SVR loss: squared error, or absolute error (published).")
+@click.option("--solver", type=click.Choice(["exact", "liblinear"]), default="exact",
+              show_default=True,
+              help="exact: optimum in seconds; liblinear: published LinearSVR (slow, stops "
+                   "at --max-iter).")
+@click.option("--windows", type=click.Choice(["clean", "published"]), default="clean",
+              show_default=True,
+              help="clean: t-k..t+k per recording; published: AVEC script's windows.")
+@click.option("--max-iter", type=int, default=1000, show_default=True,
+              help="liblinear passes (published: 1000, unconverged).")
+@click.option("--n-jobs", type=int, default=-1, show_default=True,
+              help="Parallel threads (-1: every core).")
 @click.option("--experiment", default=DEFAULT_EXPERIMENT, show_default=True)
 @user_errors
 def fusion(**kw: Any) -> None:

@@ -4,9 +4,10 @@ The recipe follows the AVEC 2019 ``fuse_results.py`` and the paper: one LinearSV
 attribute whose input is every system's prediction of every attribute, each frame widened
 with its +/- k neighbours; k and C are picked per attribute from a grid by CCC; stage s+1
 sees the original inputs plus stage s's outputs. Two flaws of the published script are
-not copied (DESIGN section 7): windows never cross a recording boundary (edge frames repeat
-that recording's first/last frame) and they hold exactly the 2k+1 frames t-k..t+k (the
-script repeats the centre frame three times and reaches only k-1 frames).
+not copied by default (DESIGN section 7): windows never cross a recording boundary (edge
+frames repeat that recording's first/last frame) and they hold exactly the 2k+1 frames
+t-k..t+k (the script repeats the centre frame three times and reaches only k-1 frames);
+``windows='published'`` restores both for reproduction.
 
 Why a closed form instead of liblinear: with epsilon=0 the primal objective of
 ``LinearSVR(loss='squared_epsilon_insensitive', dual=False)`` is
@@ -17,9 +18,12 @@ context width (the windows for k are a column subset of the windows for the larg
 offsets are ordered 0, -1, +1, -2, +2, ...) and, under cross-validation, every fold (the
 training Gram is the sum of the other folds' Grams). A stage of the full grid then costs
 one matrix product and a few dozen small solves instead of ~60 unconverged dual
-coordinate-descent runs. ``solver='liblinear'`` keeps the published solver for reference.
-The published loss is ``epsilon_insensitive`` (absolute error), so in-sample scores of the
-exact squared-loss fit are not the published ones (see ``tests/test_fusion.py``).
+coordinate-descent runs. The published loss, ``epsilon_insensitive`` (absolute error), has
+no closed form; ``_lad_grid`` solves it exactly by ADMM on the same Gram matrices, with
+the products over the frames batched for the whole C grid. ``solver='liblinear'`` keeps
+the published solver. Its published scores are those of a fit stopped after 1000 passes,
+between the exact absolute-error and the exact squared-error optimum (measured in
+``benchmarks/fusion.py``).
 
 Why nested cross-validation: stage s+1 is trained on stage s's outputs. Scoring stage
 s+1 out-of-fold while its inputs were produced by models that saw the held-out fold's
@@ -38,7 +42,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
-from joblib import Parallel, delayed
+from joblib import Parallel, delayed, effective_n_jobs
+from scipy.linalg import cho_factor, cho_solve
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.model_selection import GroupKFold
 from sklearn.svm import LinearSVR
@@ -48,17 +53,22 @@ from threadpoolctl import threadpool_limits
 from ser_mlflow.metrics import ccc
 
 Protocol = Literal["cv", "paper"]
-Solver = Literal["gram", "liblinear"]
+Solver = Literal["exact", "liblinear"]
 Context = Literal["frames", "mean"]
 Selection = Literal["all", "same", "auto"] | Sequence[Literal["all", "same", "auto"]]
 StageInputs = Literal["oof", "insample"]
+Windows = Literal["clean", "published"]
 
 _PROTOCOLS: tuple[str, ...] = ("cv", "paper")
-_SOLVERS: tuple[str, ...] = ("gram", "liblinear")
+_SOLVERS: tuple[str, ...] = ("exact", "liblinear")
 _CONTEXTS: tuple[str, ...] = ("frames", "mean")
 _SELECTIONS: tuple[str, ...] = ("all", "same", "auto")
 _STAGE_INPUTS: tuple[str, ...] = ("oof", "insample")
 _LOSSES: tuple[str, ...] = ("squared_epsilon_insensitive", "epsilon_insensitive")
+_WINDOWS: tuple[str, ...] = ("clean", "published")
+
+#: The published windows hold the centre frame three times (see ``_Bank``).
+_CENTRE_SCALE = float(np.sqrt(3.0))
 
 
 # --------------------------------------------------------------------------- windows
@@ -295,30 +305,40 @@ class _Bank:
 
     ``context='frames'``: the windows of the largest k with offsets 0, -1, +1, ..., so
     the features of a smaller k are the leading ``(2k+1)*p`` columns (one Gram matrix
-    serves every k). ``context='mean'``: the frames followed by the window mean of each k.
+    serves every k). Published windows of reach k hold offsets -(k-1)..k-1 with the
+    centre frame three times; three equal columns are one column scaled by sqrt(3) (same
+    inner products, so the same fit), which keeps the nesting with reach k-1's layout.
+    ``context='mean'``: the frames followed by the window mean of each k.
     """
 
     Z: np.ndarray
     width: int
     context: str
     ks: list[int]
+    published: bool = False
 
     def cols(self, k: int, subset: np.ndarray | None) -> slice | np.ndarray:
         """Columns of Z holding reach k of the source columns ``subset`` (None: all)."""
         p = self.width
         if self.context == "frames":
+            reach = k - 1 if self.published else k
             if subset is None:
-                return slice(0, (2 * k + 1) * p)
-            return (np.arange(2 * k + 1)[:, None] * p + subset[None, :]).ravel()
+                return slice(0, (2 * reach + 1) * p)
+            return (np.arange(2 * reach + 1)[:, None] * p + subset[None, :]).ravel()
         src = np.arange(p) if subset is None else subset
         return np.concatenate((src, (1 + self.ks.index(k)) * p + src))
 
 
-def _bank(V: np.ndarray, codes: np.ndarray, ks: np.ndarray, context: str) -> _Bank:
+def _bank(
+    V: np.ndarray, codes: np.ndarray, ks: np.ndarray, context: str, published: bool = False
+) -> _Bank:
     n, p = V.shape
     if context == "frames":
-        Z = V[window_index(codes, _nested_offsets(int(ks.max())))].reshape(n, -1)
-        return _Bank(Z=Z, width=p, context=context, ks=[])
+        reach = int(ks.max()) - 1 if published else int(ks.max())
+        Z = V[window_index(codes, _nested_offsets(reach))].reshape(n, -1)
+        if published:
+            Z[:, :p] *= _CENTRE_SCALE
+        return _Bank(Z=Z, width=p, context=context, ks=[], published=published)
     uniq = sorted({int(k) for k in ks})
     Z = np.hstack([V] + [window_means(V, codes, k) for k in uniq])
     return _Bank(Z=Z, width=p, context=context, ks=uniq)
@@ -446,6 +466,95 @@ def _ridge_grid(G: np.ndarray, r: np.ndarray, Cs: np.ndarray) -> np.ndarray:
     return W
 
 
+#: ADMM settings of the exact absolute-error solver: over-relaxation, the primal
+#: objective is checked every ``_ADMM_CHECK`` iterations and the fit stops once no
+#: column improved it by more than ``_ADMM_TOL`` (relative) over that span.
+_ADMM_RELAX = 1.6
+_ADMM_CHECK = 10
+_ADMM_TOL = 1e-6
+_ADMM_MAX_ITER = 2000
+_ADMM_RHO = 2.0
+
+
+def _lad_grid(
+    Z: np.ndarray,
+    G: np.ndarray,
+    Y: np.ndarray,
+    Cs: np.ndarray,
+    state: tuple[np.ndarray, np.ndarray] | None = None,
+    threads: int = 1,
+) -> tuple[np.ndarray, int, tuple[np.ndarray, np.ndarray]]:
+    """Exact LinearSVR(eps-insensitive, eps=0, penalised intercept) for every C, by ADMM.
+
+    Minimises ``0.5*|w|^2 + C*sum(|y - [1 Z] w|)`` for all C and all columns of Y at
+    once. Splitting r = y - [1 Z] w, the w-step solves ``(I + rho*G) w = rho*[1 Z]'(y - r
+    - u)`` with one Cholesky factor per C (G is the augmented Gram the squared loss uses),
+    and the r-step is a soft threshold; the two products with Z per iteration are
+    batched over every C and column and run in float32, the solves in float64. Why not
+    liblinear: its dual coordinate descent is one sequential pass per sample and stopped
+    unconverged after 1000 passes in the published script (DESIGN section 7).
+
+    Args:
+        Z: features without the constant column, (n, d-1).
+        G: augmented Gram matrix of [1 Z], (d, d).
+        Y: targets (n, A).
+        Cs: complexities (n_C,).
+        state: the (residual, scaled dual) pair returned by a fit on the same frames and
+            targets, e.g. of the previous context reach: a warm start, which needs a
+            fraction of the iterations (the optimum does not depend on it).
+        threads: BLAS threads for the products with Z (only when nothing else runs in
+            parallel: the limit is process-wide).
+
+    Returns:
+        Weights (n_C, d, A) with the intercept in row 0, the iterations run and the
+        final (residual, scaled dual) pair for a warm start.
+    """
+    n, A = Y.shape
+    d = G.shape[0]
+    nc = Cs.size
+    # rho ~ C / (typical absolute residual) balances the primal and dual residuals
+    spread = float(np.mean(np.abs(Y - np.median(Y, axis=0))))
+    rho = _ADMM_RHO * Cs / max(spread, 1e-12)
+    factors = []
+    eye = np.eye(d)
+    for r in rho:
+        factors.append(cho_factor(eye + r * G, lower=False, check_finite=False))
+    Z32 = np.ascontiguousarray(Z, dtype=np.float32)
+    YY = np.tile(Y, (1, nc))  # columns C-major: C0's A attributes, then C1's ...
+    rho_col = np.repeat(rho, A)
+    thresh = np.repeat(Cs, A) / rho_col
+    C_col = np.repeat(Cs, A)
+    if state is None:
+        R = YY.copy()  # residual variable r
+        U = np.zeros_like(YY)  # scaled dual
+    else:
+        R, U = state[0].copy(), state[1].copy()
+    W = np.zeros((d, nc * A))
+    prev = np.full(nc * A, np.inf)
+    it = 0
+    with threadpool_limits(limits=threads, user_api="blas"):
+        for it in range(1, _ADMM_MAX_ITER + 1):
+            V = YY - R - U
+            rhs = np.empty((d, nc * A))
+            rhs[0] = V.sum(axis=0)
+            rhs[1:] = (V.T.astype(np.float32) @ Z32).T  # this operand order ran fastest
+            rhs *= rho_col
+            for c in range(nc):
+                cols = slice(c * A, (c + 1) * A)
+                W[:, cols] = cho_solve(factors[c], rhs[:, cols], check_finite=False)
+            fitted = (Z32 @ W[1:].astype(np.float32)).astype(np.float64) + W[0]
+            hat = _ADMM_RELAX * fitted + (1.0 - _ADMM_RELAX) * (YY - R)
+            T = YY - hat - U
+            R = np.sign(T) * np.maximum(np.abs(T) - thresh, 0.0)
+            U += hat + R - YY
+            if it % _ADMM_CHECK == 0:
+                obj = 0.5 * (W**2).sum(axis=0) + C_col * np.abs(YY - fitted).sum(axis=0)
+                if np.all(prev - obj <= _ADMM_TOL * np.abs(obj)):
+                    break
+                prev = obj
+    return W.reshape(d, nc, A).transpose(1, 0, 2).copy(), it, (R, U)
+
+
 def _calibration(
     G: np.ndarray, W: np.ndarray, ystats: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -521,13 +630,23 @@ class _Engine:
         self.est, self.X, self.Y, self.codes = est, X, Y, codes
         self.bounds, self.ks, self.Cs = bounds, ks, Cs
         self.n_out = Y.shape[1]
-        self.xbank = _bank(X, codes, ks, est.context)
+        self.published = est.windows == "published"
+        # published windows cross recordings within the frames fitted together (one fold
+        # block, all frames under the paper protocol), as the AVEC script's did
+        self.fit_codes = (
+            np.repeat(np.arange(bounds.size - 1), np.diff(bounds)) if self.published else codes
+        )
+        self.xbank = _bank(X, self.fit_codes, ks, est.context, self.published)
         self.xsums = [
             _x_sums(self.xbank.Z[self.rows(b)], Y[self.rows(b)]) for b in range(bounds.size - 1)
         ]
         # stage-1 fits depend only on the training folds: outer and inner runs share them
         self.cache: dict[tuple[Any, ...], _UnitFit] = {}
-        self.n_iter = 1  # most liblinear iterations seen; the gram solver is one exact solve
+        self.warm: dict[tuple[Any, ...], tuple[np.ndarray, np.ndarray]] = {}
+        # BLAS threads for the ADMM products: n_jobs when the procedure runs once (paper),
+        # else 1 because the outer folds already run in parallel
+        self.blas_threads = effective_n_jobs(est.n_jobs) if est.protocol == "paper" else 1
+        self.n_iter = 1  # most iterations of any fit; the squared loss is one exact solve
         p, A = X.shape[1], self.n_out
         # allowed column sets per attribute ('auto' lets the grid choose between both)
         self.allowed = [
@@ -555,6 +674,19 @@ class _Engine:
         cs = None if sbank is None else sbank.cols(k, unit.ssub)
         return self.xbank.cols(k, unit.xsub), cs
 
+    def _design(
+        self,
+        rows: np.ndarray,
+        cx: slice | np.ndarray,
+        sbank: _Bank | None,
+        cs: slice | np.ndarray | None,
+    ) -> np.ndarray:
+        """Feature rows of the training frames (without the constant column)."""
+        Z = self.xbank.Z[rows][:, cx]
+        if sbank is not None:
+            Z = np.hstack((Z, sbank.Z[rows][:, cs]))
+        return Z
+
     def _fit(
         self, sums: _Sums, blocks: Sequence[int], k: int, unit: _Unit, sbank: _Bank | None
     ) -> _UnitFit:
@@ -564,17 +696,25 @@ class _Engine:
             return self.cache[key]
         cx, cs = self._cols(k, unit, sbank)
         est = self.est
-        need_gram = est.solver == "gram" or est.calibrate
+        need_gram = est.solver == "exact" or est.calibrate
         G, r = sums.system(cx, cs) if need_gram else (None, None)
         n_attrs = unit.attrs.stop - unit.attrs.start
-        if est.solver == "gram":
+        if est.solver == "exact" and est.loss == "squared_epsilon_insensitive":
             assert G is not None and r is not None
             W = _ridge_grid(G, r[:, unit.attrs], self.Cs)
+        elif est.solver == "exact":
+            assert G is not None
+            rows = self._rows_of(blocks)
+            # warm start from the last reach fitted on these frames (ADMM state is per frame)
+            wkey = (frozenset(blocks), unit.inputs, unit.attrs.start, sbank is None)
+            W, n_iter, self.warm[wkey] = _lad_grid(
+                self._design(rows, cx, sbank, cs), G, self.Y[rows, unit.attrs], self.Cs,
+                self.warm.get(wkey), self.blas_threads,
+            )  # fmt: skip
+            self.n_iter = max(self.n_iter, n_iter)
         else:
             rows = self._rows_of(blocks)
-            Z = self.xbank.Z[rows][:, cx]
-            if sbank is not None:
-                Z = np.hstack((Z, sbank.Z[rows][:, cs]))
+            Z = self._design(rows, cx, sbank, cs)
             params = {
                 "loss": est.loss,
                 "max_iter": est.max_iter,
@@ -639,7 +779,11 @@ class _Engine:
         S: np.ndarray | None = None  # previous stage's outputs, all frames, fold order
         for _stage in range(self.est.n_stages):
             started = time.perf_counter()
-            sbank = None if S is None else _bank(S, self.codes, ks, self.est.context)
+            sbank = (
+                None
+                if S is None
+                else _bank(S, self.fit_codes, ks, self.est.context, self.published)
+            )
             block_sums: dict[int, _Sums] = {}
             for b in train:
                 rows = self.rows(b)
@@ -751,9 +895,12 @@ class _Engine:
         """Bank-order weights -> (2k+1, width) for offsets -k..k, or (2, width) for 'mean'."""
         if self.est.context == "mean":
             return w.reshape(2, width).copy()
-        rows = w.reshape(2 * k + 1, width)
-        out = np.empty_like(rows)
-        out[_nested_offsets(k) + k] = rows
+        reach = k - 1 if self.published else k
+        rows = w.reshape(2 * reach + 1, width)
+        out = np.zeros((2 * k + 1, width))
+        out[_nested_offsets(reach) + k] = rows
+        if self.published:  # the bank's centre column is sqrt(3) x the frame
+            out[k] *= _CENTRE_SCALE
         return out
 
 
@@ -778,16 +925,25 @@ class MultistageSVRFusion(RegressorMixin, BaseEstimator):
         n_splits: folds (recordings grouped) for ``protocol="cv"``; at least 3 so that the
             nested inner level still has two folds. With ``groups=None`` (one recording)
             the folds are contiguous blocks of frames.
-        solver: ``"gram"`` solves the squared-epsilon-insensitive primal exactly for the
-            whole grid from per-fold Gram matrices; ``"liblinear"`` fits
-            ``sklearn.svm.LinearSVR`` per grid point (slow reference).
-        loss: LinearSVR loss. ``"gram"`` supports ``"squared_epsilon_insensitive"`` only;
-            ``"epsilon_insensitive"`` with ``solver="liblinear"`` is the published solver.
+        solver: ``"exact"`` solves the SVR primal to its optimum for the whole grid from
+            per-fold Gram matrices: in closed form for the squared loss, by ADMM for the
+            absolute loss. ``"liblinear"`` fits ``sklearn.svm.LinearSVR`` (dual coordinate
+            descent) per grid point, the published solver (slow).
+        loss: LinearSVR loss (epsilon = 0): ``"squared_epsilon_insensitive"`` (squared
+            error, seconds per stage) or ``"epsilon_insensitive"`` (absolute error, the
+            published loss).
         max_iter, tol: liblinear's stopping rule (the published script used the default
-            1000 iterations); the gram solver is exact and ignores them.
+            1000 iterations and stopped unconverged); ``solver="exact"`` ignores them.
         context: ``"frames"`` (paper) uses every frame of the window as features;
             ``"mean"`` uses the centre frame and the window mean, 2p instead of (2k+1)p
             columns, which generalises better across recordings.
+        windows: ``"clean"``: frames t-k..t+k of the frame's own recording, edges
+            repeating its first/last frame. ``"published"``: the AVEC ``fuse_results.py``
+            windows, offsets -(k-1)..k-1 with the centre frame three times, crossing
+            recording boundaries in the order the frames are stacked while fitting (within
+            each fold under cv) and per recording when predicting. Needs
+            ``context="frames"`` and k >= 1. Under ``protocol="paper"``, the reported
+            predictions are the per-recording ones (what the published files hold).
         calibrate: rescale each SVR's output so that its mean and std match the target's
             on the frames it was fitted on (in-fold under cv). A squared-error fit shrinks
             its output's variance and CCC punishes that; off reproduces the paper.
@@ -828,8 +984,9 @@ class MultistageSVRFusion(RegressorMixin, BaseEstimator):
         stage_seconds_: seconds spent on each stage (n_stages,), summed over the procedure
             on all frames and, under cv, the outer folds (with ``n_jobs`` > 1 these overlap
             in wall time); stage 1 includes the windows and Gram blocks of the inputs.
-        n_iter_: most liblinear iterations of any fit (reaching ``max_iter`` means it
-            stopped unconverged, as in the published script); 1 for the exact gram solver.
+        n_iter_: most iterations of any fit: liblinear passes (reaching ``max_iter``
+            means it stopped unconverged, as in the published script), ADMM iterations for
+            the exact absolute loss, 1 for the squared loss (one solve).
     """
 
     def __init__(
@@ -840,11 +997,12 @@ class MultistageSVRFusion(RegressorMixin, BaseEstimator):
         complexities: Sequence[float] = (0.001, 0.01, 0.1, 1.0),
         protocol: Protocol = "cv",
         n_splits: int = 5,
-        solver: Solver = "gram",
+        solver: Solver = "exact",
         loss: str = "squared_epsilon_insensitive",
         max_iter: int = 1000,
         tol: float = 1e-4,
         context: Context = "frames",
+        windows: Windows = "clean",
         calibrate: bool = False,
         input_selection: Selection = "all",
         stage_inputs: StageInputs = "oof",
@@ -861,6 +1019,7 @@ class MultistageSVRFusion(RegressorMixin, BaseEstimator):
         self.max_iter = max_iter
         self.tol = tol
         self.context = context
+        self.windows = windows
         self.calibrate = calibrate
         self.input_selection = input_selection
         self.stage_inputs = stage_inputs
@@ -910,13 +1069,20 @@ class MultistageSVRFusion(RegressorMixin, BaseEstimator):
             raise ValueError(f"solver: expected one of {_SOLVERS}, got {self.solver!r}")
         if self.loss not in _LOSSES:
             raise ValueError(f"loss: expected one of {_LOSSES}, got {self.loss!r}")
-        if self.solver == "gram" and self.loss != "squared_epsilon_insensitive":
-            raise ValueError(
-                "loss: solver='gram' solves loss='squared_epsilon_insensitive' only; "
-                "use solver='liblinear' for loss='epsilon_insensitive'"
-            )
         if self.context not in _CONTEXTS:
             raise ValueError(f"context: expected one of {_CONTEXTS}, got {self.context!r}")
+        if self.windows not in _WINDOWS:
+            raise ValueError(f"windows: expected one of {_WINDOWS}, got {self.windows!r}")
+        if self.windows == "published" and self.context != "frames":
+            raise ValueError(
+                f"windows='published' describes frame windows; it needs context='frames', "
+                f"got context={self.context!r}"
+            )
+        if self.windows == "published" and np.any(ks < 1):
+            raise ValueError(
+                f"contexts: windows='published' needs every k >= 1 (reach k-1 plus the "
+                f"centre frame three times), got {self.contexts!r}"
+            )
         sels = (
             [self.input_selection]
             if isinstance(self.input_selection, str)
@@ -1027,7 +1193,11 @@ class MultistageSVRFusion(RegressorMixin, BaseEstimator):
                 delayed(task)(f) for f in [None, *outer]
             )
         final = runs[0]
-        if in_sample:
+        if in_sample and self.windows == "published":
+            self.stages_ = final.models  # per-recording windows, as the published files
+            preds = np.stack(self.stage_outputs(X, codes))
+            scores = np.array([[ccc(p[:, a], Y[:, a]) for a in range(Y.shape[1])] for p in preds])
+        elif in_sample:
             preds = np.stack(final.train_out)
             scores = np.stack(final.best)
         else:

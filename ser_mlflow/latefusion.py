@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -217,6 +218,11 @@ def run_fusion(
     context: str = "frames",
     input_selection: str = "all",
     stage_inputs: str = "oof",
+    loss: str = "squared_epsilon_insensitive",
+    solver: str = "exact",
+    windows: str = "clean",
+    max_iter: int = 1000,
+    n_jobs: int = -1,
     experiment: str = "ser-ces",
     echo: Echo = print,
 ) -> FusionResult:
@@ -236,16 +242,25 @@ def run_fusion(
         raise ValueError(f"top_n: fusion needs at least 2 inputs, got {top_n}")
     ks = _parse_grid(contexts, int, "contexts")
     cs = _parse_grid(complexities, float, "complexities")
+    # plain strings from the CLI; the estimator validates every choice
+    choices: dict[str, Any] = {
+        "protocol": protocol,
+        "context": context,
+        "input_selection": _selection(input_selection),
+        "stage_inputs": stage_inputs,
+        "solver": solver,
+        "windows": windows,
+    }
     est = MultistageSVRFusion(
         n_stages=n_stages,
         contexts=ks,
         complexities=cs,
-        protocol=protocol,
         n_splits=n_splits,
         calibrate=calibrate,
-        context=context,
-        input_selection=_selection(input_selection),
-        stage_inputs=stage_inputs,
+        loss=loss,
+        max_iter=max_iter,
+        n_jobs=n_jobs,
+        **choices,
     )
     est._check_params()  # every option is refused before the store is asked for runs
     root = Path(data_root)
@@ -263,7 +278,8 @@ def run_fusion(
         raise ValueError(f"filter: no FINISHED run with metric {rank_metric!r} matches {flt!r}")
     systems: dict[str, dict[str, np.ndarray]] = {}
     tests: dict[str, dict[str, np.ndarray]] = {}
-    used, skipped = [], []
+    used: list[str] = []
+    skipped: list[str] = []
     with tempfile.TemporaryDirectory() as tmp:
         for run in runs:
             if len(used) == top_n:
@@ -307,7 +323,10 @@ def run_fusion(
     )
     echo(f"Fusing {len(used)} runs by {rank_metric}: {', '.join(systems)}")
     echo(f"Protocol: {note}")
+    echo(f"SVR: loss {loss}, solver {solver}, windows {windows}")
+    started = time.perf_counter()
     est.fit(X, y, groups=groups)
+    fit_seconds = time.perf_counter() - started
 
     tags = {
         tracking.TAG_STAGE: "fusion",
@@ -339,6 +358,10 @@ def run_fusion(
                 "context": context,
                 "input_selection": input_selection,
                 "stage_inputs": stage_inputs,
+                "loss": loss,
+                "solver": solver,
+                "windows": windows,
+                "max_iter": max_iter,
                 "data_root": str(root),
                 "n_inputs": len(used),
             }
@@ -350,6 +373,8 @@ def run_fusion(
             preds = {rec: est.stage_predictions_[s][groups == rec] for rec in golds}
             metrics = score_recordings(preds, golds, cultures, attrs, prefix="devel_")
             tracking.log_metrics(metrics, step=s + 1)
+        # iterations: liblinear reaching max_iter means it stopped unconverged (published)
+        tracking.log_metrics({"fusion_fit_seconds": fit_seconds, "fusion_n_iter": est.n_iter_})
         final = {rec: est.stage_predictions_[-1][groups == rec] for rec in golds}
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp) / "predictions"
