@@ -37,6 +37,7 @@ This module imports neither TensorFlow nor MLflow.
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -45,6 +46,7 @@ import numpy as np
 from joblib import Parallel, delayed, effective_n_jobs
 from scipy.linalg import cho_factor, cho_solve
 from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import GroupKFold
 from sklearn.svm import LinearSVR
 from sklearn.utils.validation import check_is_fitted, validate_data
@@ -1177,7 +1179,9 @@ class MultistageSVRFusion(RegressorMixin, BaseEstimator):
         in_sample = self.protocol == "paper"
         # One BLAS thread per task: multi-threaded LAPACK on these ~1000-column systems
         # ran 3-10x slower on a shared 2-core machine; parallelism comes from n_jobs.
-        with threadpool_limits(limits=1, user_api="blas"):
+        with threadpool_limits(limits=1, user_api="blas"), warnings.catch_warnings():
+            # liblinear warns once per unconverged fit (dozens); one summary follows
+            warnings.simplefilter("ignore", ConvergenceWarning)
             started = time.perf_counter()
             engine = _Engine(self, X[perm], Y[perm], codes[perm], bounds, ks, Cs)
             setup = time.perf_counter() - started
@@ -1191,6 +1195,13 @@ class MultistageSVRFusion(RegressorMixin, BaseEstimator):
             outer: list[int | None] = [] if in_sample else list(blocks)
             runs = Parallel(n_jobs=self.n_jobs, prefer="threads")(
                 delayed(task)(f) for f in [None, *outer]
+            )
+        if self.solver == "liblinear" and engine.n_iter >= self.max_iter:
+            warnings.warn(
+                f"LinearSVR stopped at max_iter={self.max_iter} passes before converging, as "
+                "the published script did: the scores are those of unconverged fits",
+                ConvergenceWarning,
+                stacklevel=2,
             )
         final = runs[0]
         if in_sample and self.windows == "published":

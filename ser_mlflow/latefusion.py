@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -325,8 +326,12 @@ def run_fusion(
     echo(f"Protocol: {note}")
     echo(f"SVR: loss {loss}, solver {solver}, windows {windows}")
     started = time.perf_counter()
-    est.fit(X, y, groups=groups)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        est.fit(X, y, groups=groups)
     fit_seconds = time.perf_counter() - started
+    for w in caught:  # one line each instead of a traceback-like warning
+        echo(f"  note: {w.message}")
 
     tags = {
         tracking.TAG_STAGE: "fusion",

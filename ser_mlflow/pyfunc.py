@@ -21,6 +21,7 @@ from typing import Any
 import mlflow.pyfunc
 import numpy as np
 import pandas as pd
+from mlflow.pyfunc.model import PythonModel
 
 NAME_COL = "name"
 TIME_COL = "timestamp"
@@ -78,7 +79,7 @@ def split_recordings(
     return order, feats, stamps
 
 
-class SERModel(mlflow.pyfunc.PythonModel):
+class SERModel(PythonModel):
     """Two kinds behind one class (one models-from-code entry file):
 
     - ``network``: standardise -> network -> undo the label shift, per recording;

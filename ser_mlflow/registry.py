@@ -235,7 +235,7 @@ def predict(
     if labelled:
         metrics = score_recordings(
             preds,
-            {r.name: r.labels for r in recs},
+            {r.name: r.labels for r in recs if r.labels is not None},
             {r.name: r.culture for r in recs},
             attrs,
             prefix=f"{partition.lower()}_",

@@ -324,7 +324,7 @@ def log_dataset(
     with warnings.catch_warnings():  # local paths match two equivalent source types
         warnings.simplefilter("ignore", UserWarning)
         src = resolve_dataset_source(Path(source).resolve().as_uri())
-    ds = MetaDataset(source=src, name=name, digest=digest[:36])
+    ds = MetaDataset(source=src, name=name, digest=digest[:36])  # type: ignore[abstract]
     mlflow.log_input(ds, context=context, tags=dict(tags or {}))
 
 
@@ -596,8 +596,10 @@ def log_fusion_model(
         meta_path = Path(tmp) / "preprocess.json"
         raw_columns = list(dict.fromkeys(
             c for spec in raw_inputs or [] for c in spec["feature_columns"]))
-        meta = {"kind": "fusion", "feature_columns": columns, "attributes": attributes,
-                "systems": system_labels, "input_runs": input_runs}
+        meta: dict[str, Any] = {
+            "kind": "fusion", "feature_columns": columns, "attributes": attributes,
+            "systems": system_labels, "input_runs": input_runs,
+        }  # fmt: skip
         artifacts = {"fusion": str(est_path), "preprocess": str(meta_path)}
         if raw_inputs:
             meta["inputs"] = [{"system": sp["system"], "model_uri": sp["model_uri"],

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from sklearn.exceptions import NotFittedError
+from sklearn.exceptions import ConvergenceWarning, NotFittedError
 from sklearn.svm import LinearSVR
 from sklearn.utils.estimator_checks import check_estimator
 
@@ -344,6 +344,18 @@ def test_exact_absolute_loss_matches_converged_liblinear(toy) -> None:
     squared = MultistageSVRFusion(**{**params, "loss": "squared_epsilon_insensitive"})
     squared.fit(X, y, groups)
     assert np.all(_l1_objective(squared, X, y, groups, C) > obj_exact * (1 + 1e-4))
+
+
+def test_unconverged_liblinear_warns_once(toy) -> None:
+    X, y, groups = toy
+    est = MultistageSVRFusion(
+        protocol="paper", n_stages=1, solver="liblinear", loss="epsilon_insensitive",
+        max_iter=2, **SMALL,
+    )  # fmt: skip
+    with pytest.warns(ConvergenceWarning) as caught:
+        est.fit(X, y, groups)
+    assert [str(w.message)[:40] for w in caught] == ["LinearSVR stopped at max_iter=2 passes b"]
+    assert est.n_iter_ == 2
 
 
 def test_cv_scores_are_out_of_fold_on_noise() -> None:
