@@ -19,7 +19,7 @@ offsets are ordered 0, -1, +1, -2, +2, ...) and, under cross-validation, every f
 training Gram is the sum of the other folds' Grams). A stage of the full grid then costs
 one matrix product and a few dozen small solves instead of ~60 unconverged dual
 coordinate-descent runs. The published loss, ``epsilon_insensitive`` (absolute error), has
-no closed form; ``_lad_grid`` solves it exactly by ADMM on the same Gram matrices, with
+no closed form; ``svr.lad_grid`` solves it exactly by ADMM on the same Gram matrices, with
 the products over the frames batched for the whole C grid. ``solver='liblinear'`` keeps
 the published solver. Its published scores are those of a fit stopped after 1000 passes,
 between the exact absolute-error and the exact squared-error optimum (measured in
@@ -44,15 +44,14 @@ from typing import Any, Literal
 
 import numpy as np
 from joblib import Parallel, delayed, effective_n_jobs
-from scipy.linalg import cho_factor, cho_solve
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import GroupKFold
-from sklearn.svm import LinearSVR
 from sklearn.utils.validation import check_is_fitted, validate_data
 from threadpoolctl import threadpool_limits
 
 from ser_mlflow.metrics import ccc
+from ser_mlflow.svr import calibration, lad_grid, liblinear_fit, ridge_grid
 
 Protocol = Literal["cv", "paper"]
 Solver = Literal["exact", "liblinear"]
@@ -452,140 +451,6 @@ def _with_s(base: _Sums, Zx: np.ndarray, Zs: np.ndarray, Y: np.ndarray) -> _Sums
     )  # fmt: skip
 
 
-def _ridge_grid(G: np.ndarray, r: np.ndarray, Cs: np.ndarray) -> np.ndarray:
-    """Exact LinearSVR(squared eps-insensitive, eps=0, penalised intercept) for every C.
-
-    The primal ``0.5*|w|^2 + C*sum(res^2)`` is minimised by ``(G + I/(2C)) w = r``.
-    Returns weights (n_C, d, A), intercept in row 0.
-    """
-    d = G.shape[0]
-    diag = np.arange(d)
-    W = np.empty((Cs.size, d, r.shape[1]))
-    A = G.copy()
-    for i, C in enumerate(Cs):  # single solves use BLAS threads better than a batch
-        A[diag, diag] = G[diag, diag] + 1.0 / (2.0 * C)
-        W[i] = np.linalg.solve(A, r)
-    return W
-
-
-#: ADMM settings of the exact absolute-error solver: over-relaxation, the primal
-#: objective is checked every ``_ADMM_CHECK`` iterations and the fit stops once no
-#: column improved it by more than ``_ADMM_TOL`` (relative) over that span.
-_ADMM_RELAX = 1.6
-_ADMM_CHECK = 10
-_ADMM_TOL = 1e-6
-_ADMM_MAX_ITER = 2000
-_ADMM_RHO = 2.0
-
-
-def _lad_grid(
-    Z: np.ndarray,
-    G: np.ndarray,
-    Y: np.ndarray,
-    Cs: np.ndarray,
-    state: tuple[np.ndarray, np.ndarray] | None = None,
-    threads: int = 1,
-) -> tuple[np.ndarray, int, tuple[np.ndarray, np.ndarray]]:
-    """Exact LinearSVR(eps-insensitive, eps=0, penalised intercept) for every C, by ADMM.
-
-    Minimises ``0.5*|w|^2 + C*sum(|y - [1 Z] w|)`` for all C and all columns of Y at
-    once. Splitting r = y - [1 Z] w, the w-step solves ``(I + rho*G) w = rho*[1 Z]'(y - r
-    - u)`` with one Cholesky factor per C (G is the augmented Gram the squared loss uses),
-    and the r-step is a soft threshold; the two products with Z per iteration are
-    batched over every C and column and run in float32, the solves in float64. Why not
-    liblinear: its dual coordinate descent is one sequential pass per sample and stopped
-    unconverged after 1000 passes in the published script (DESIGN section 7).
-
-    Args:
-        Z: features without the constant column, (n, d-1).
-        G: augmented Gram matrix of [1 Z], (d, d).
-        Y: targets (n, A).
-        Cs: complexities (n_C,).
-        state: the (residual, scaled dual) pair returned by a fit on the same frames and
-            targets, e.g. of the previous context reach: a warm start, which needs a
-            fraction of the iterations (the optimum does not depend on it).
-        threads: BLAS threads for the products with Z (only when nothing else runs in
-            parallel: the limit is process-wide).
-
-    Returns:
-        Weights (n_C, d, A) with the intercept in row 0, the iterations run and the
-        final (residual, scaled dual) pair for a warm start.
-    """
-    n, A = Y.shape
-    d = G.shape[0]
-    nc = Cs.size
-    # rho ~ C / (typical absolute residual) balances the primal and dual residuals
-    spread = float(np.mean(np.abs(Y - np.median(Y, axis=0))))
-    rho = _ADMM_RHO * Cs / max(spread, 1e-12)
-    factors = []
-    eye = np.eye(d)
-    for r in rho:
-        factors.append(cho_factor(eye + r * G, lower=False, check_finite=False))
-    Z32 = np.ascontiguousarray(Z, dtype=np.float32)
-    YY = np.tile(Y, (1, nc))  # columns C-major: C0's A attributes, then C1's ...
-    rho_col = np.repeat(rho, A)
-    thresh = np.repeat(Cs, A) / rho_col
-    C_col = np.repeat(Cs, A)
-    if state is None:
-        R = YY.copy()  # residual variable r
-        U = np.zeros_like(YY)  # scaled dual
-    else:
-        R, U = state[0].copy(), state[1].copy()
-    W = np.zeros((d, nc * A))
-    prev = np.full(nc * A, np.inf)
-    it = 0
-    with threadpool_limits(limits=threads, user_api="blas"):
-        for it in range(1, _ADMM_MAX_ITER + 1):
-            V = YY - R - U
-            rhs = np.empty((d, nc * A))
-            rhs[0] = V.sum(axis=0)
-            rhs[1:] = (V.T.astype(np.float32) @ Z32).T  # this operand order ran fastest
-            rhs *= rho_col
-            for c in range(nc):
-                cols = slice(c * A, (c + 1) * A)
-                W[:, cols] = cho_solve(factors[c], rhs[:, cols], check_finite=False)
-            fitted = (Z32 @ W[1:].astype(np.float32)).astype(np.float64) + W[0]
-            hat = _ADMM_RELAX * fitted + (1.0 - _ADMM_RELAX) * (YY - R)
-            T = YY - hat - U
-            R = np.sign(T) * np.maximum(np.abs(T) - thresh, 0.0)
-            U += hat + R - YY
-            if it % _ADMM_CHECK == 0:
-                obj = 0.5 * (W**2).sum(axis=0) + C_col * np.abs(YY - fitted).sum(axis=0)
-                if np.all(prev - obj <= _ADMM_TOL * np.abs(obj)):
-                    break
-                prev = obj
-    return W.reshape(d, nc, A).transpose(1, 0, 2).copy(), it, (R, U)
-
-
-def _calibration(
-    G: np.ndarray, W: np.ndarray, ystats: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Gain and shift matching the fitted outputs' mean/std to the target's, from the Gram.
-
-    Why: a squared-error fit shrinks its output's variance by about R^2 and CCC punishes
-    that mismatch; matching both moments on the training frames is a cheap in-fold fix.
-    Returns arrays (n_C, A).
-    """
-    n = ystats[2]
-    mean_p = np.einsum("d,cda->ca", G[0], W) / n
-    second = (W * np.matmul(G, W)).sum(axis=1) / n  # w'Gw per C and attribute, via BLAS
-    std_p = np.sqrt(np.maximum(second - mean_p**2, 0.0))
-    mean_y = ystats[0] / n
-    std_y = np.sqrt(np.maximum(ystats[1] / n - mean_y**2, 0.0))
-    ok = std_p > 1e-12 * np.maximum(std_y, 1e-300)
-    gain = np.where(ok, std_y / np.where(ok, std_p, 1.0), 1.0)
-    shift = np.where(ok, mean_y - gain * mean_p, 0.0)
-    return gain, shift
-
-
-def _liblinear_fit(
-    Z: np.ndarray, y: np.ndarray, C: float, params: dict[str, Any]
-) -> tuple[np.ndarray, int]:
-    """Weights (d,), intercept first, and iterations of one LinearSVR fit (published solver)."""
-    svr = LinearSVR(C=C, epsilon=0.0, **params).fit(Z, y)
-    return np.concatenate((np.atleast_1d(svr.intercept_), svr.coef_)), int(svr.n_iter_)
-
-
 @dataclass(frozen=True)
 class _Unit:
     """Attributes fitted from one column set: all of them ('all') or one ('same')."""
@@ -703,13 +568,13 @@ class _Engine:
         n_attrs = unit.attrs.stop - unit.attrs.start
         if est.solver == "exact" and est.loss == "squared_epsilon_insensitive":
             assert G is not None and r is not None
-            W = _ridge_grid(G, r[:, unit.attrs], self.Cs)
+            W = ridge_grid(G, r[:, unit.attrs], self.Cs)
         elif est.solver == "exact":
             assert G is not None
             rows = self._rows_of(blocks)
             # warm start from the last reach fitted on these frames (ADMM state is per frame)
             wkey = (frozenset(blocks), unit.inputs, unit.attrs.start, sbank is None)
-            W, n_iter, self.warm[wkey] = _lad_grid(
+            W, n_iter, self.warm[wkey] = lad_grid(
                 self._design(rows, cx, sbank, cs), G, self.Y[rows, unit.attrs], self.Cs,
                 self.warm.get(wkey), self.blas_threads,
             )  # fmt: skip
@@ -725,7 +590,7 @@ class _Engine:
             }
             attrs = range(unit.attrs.start, unit.attrs.stop)
             fits = Parallel(n_jobs=est.n_jobs, prefer="threads")(
-                delayed(_liblinear_fit)(Z, self.Y[rows, a], float(C), params)
+                delayed(liblinear_fit)(Z, self.Y[rows, a], float(C), params)
                 for C in self.Cs
                 for a in attrs
             )
@@ -734,7 +599,7 @@ class _Engine:
             self.n_iter = max(self.n_iter, *(it for _, it in fits))
         if est.calibrate:
             assert G is not None
-            gain, shift = _calibration(G, W, sums.ystats[:, unit.attrs])
+            gain, shift = calibration(G, W, sums.ystats[:, unit.attrs])
         else:
             gain, shift = np.ones((self.Cs.size, n_attrs)), np.zeros((self.Cs.size, n_attrs))
         fit = _UnitFit(W=W, gain=gain, shift=shift)
