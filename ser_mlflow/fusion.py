@@ -644,7 +644,7 @@ class _Engine:
         insample_inputs = not in_sample and self.est.stage_inputs == "insample"
         res = _Run()
         S: np.ndarray | None = None  # previous stage's outputs, all frames, fold order
-        for _stage in range(self.est.n_stages):
+        for stage in range(self.est.n_stages):
             started = time.perf_counter()
             sbank = (
                 None
@@ -686,6 +686,12 @@ class _Engine:
                                 out = self._apply(fit, k, unit, b, sbank)
                                 grid[si, ki, pos : pos + out.shape[0], :, unit.attrs] = out
                                 pos += out.shape[0]
+                        if self.est.verbose > 1 and keep_models:
+                            self._say(
+                                f"stage {stage + 1}/{self.est.n_stages}: inputs {sel}, k={k} "
+                                f"fitted for {Cs.size} C values "
+                                f"({time.perf_counter() - started:.1f} s into the stage)"
+                            )
 
             scores = np.empty(grid.shape[:2] + (Cs.size, A))
             for idx in np.ndindex(*scores.shape):
@@ -730,8 +736,18 @@ class _Engine:
             res.test_out.append(test_out)
             res.models.append(models)
             res.seconds.append(time.perf_counter() - started)
+            if self.est.verbose > 1 or (self.est.verbose and keep_models):
+                where = "all frames" if keep_models else f"held-out fold {test[0] + 1}"
+                self._say(
+                    f"stage {stage + 1}/{self.est.n_stages} on {where} done in "
+                    f"{res.seconds[-1]:.1f} s"
+                )
             S = S_new
         return res
+
+    @staticmethod
+    def _say(line: str) -> None:
+        print(f"[fusion] {line}", flush=True)
 
     def _stage_model(
         self, fit: _UnitFit, k: int, ci: int, j: int, unit: _Unit, sbank: _Bank | None
@@ -831,6 +847,9 @@ class MultistageSVRFusion(RegressorMixin, BaseEstimator):
             multi-threaded LAPACK on these systems was 3-10x slower on a shared 2-core
             machine.
         random_state: seed of LinearSVR's coordinate descent (liblinear only).
+        verbose: progress lines on stdout: 1, one per stage of the fit on all frames; 2,
+            also one per context reach of it and one per stage of each outer fold (the
+            published solver takes tens of minutes per stage).
 
     Attributes:
         stages_: per stage, per attribute, the ``StageModel`` refit on all frames.
@@ -875,6 +894,7 @@ class MultistageSVRFusion(RegressorMixin, BaseEstimator):
         stage_inputs: StageInputs = "oof",
         n_jobs: int | None = None,
         random_state: int | None = 0,
+        verbose: int = 0,
     ) -> None:
         self.n_stages = n_stages
         self.contexts = contexts
@@ -892,6 +912,7 @@ class MultistageSVRFusion(RegressorMixin, BaseEstimator):
         self.stage_inputs = stage_inputs
         self.n_jobs = n_jobs
         self.random_state = random_state
+        self.verbose = verbose
 
     def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()

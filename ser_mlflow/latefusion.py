@@ -261,6 +261,7 @@ def run_fusion(
         loss=loss,
         max_iter=max_iter,
         n_jobs=n_jobs,
+        verbose=2 if solver == "liblinear" or loss == "epsilon_insensitive" else 1,
         **choices,
     )
     est._check_params()  # every option is refused before the store is asked for runs

@@ -9,6 +9,7 @@ the body returned, FAILED with the error recorded, KILLED on Ctrl-C / SIGTERM.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 import tempfile
@@ -474,7 +475,7 @@ def log_ser_model(
     network.save(net_path)
     meta_path = workdir / "preprocess.json"
     meta_path.write_text(json.dumps(dict(preprocess), indent=1))
-    return mlflow.pyfunc.log_model(
+    return _log_pyfunc(
         name=name,
         python_model=str(Path(ser_mlflow.__file__).parent / "pyfunc_entry.py"),
         artifacts={"network": str(net_path), "preprocess": str(meta_path)},
@@ -484,6 +485,26 @@ def log_ser_model(
         pip_requirements=_pip_requirements(),
         params={k: str(v) for k, v in (params or {}).items()},
     )
+
+
+@contextlib.contextmanager
+def _quiet_model_logging() -> Iterator[None]:
+    """Mute MLflow's INFO lines while a model is logged ("Validating input example against
+    model signature"): they land between our progress lines and read as noise."""
+    loggers = [logging.getLogger(n) for n in ("mlflow.pyfunc", "mlflow.models")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)
+
+
+def _log_pyfunc(**kwargs: Any) -> Any:
+    with _quiet_model_logging():
+        return mlflow.pyfunc.log_model(**kwargs)
 
 
 # --- model registry -------------------------------------------------------------------
@@ -614,7 +635,7 @@ def log_fusion_model(
         out = example[["name", "timestamp"]].copy()
         for a in attributes:
             out[a] = 0.0
-        return mlflow.pyfunc.log_model(
+        return _log_pyfunc(
             name="model",
             python_model=str(Path(ser_mlflow.__file__).parent / "pyfunc_entry.py"),
             artifacts=artifacts,
