@@ -589,11 +589,15 @@ class _Engine:
                 "random_state": est.random_state,
             }
             attrs = range(unit.attrs.start, unit.attrs.stop)
-            fits = Parallel(n_jobs=est.n_jobs, prefer="threads")(
-                delayed(liblinear_fit)(Z, self.Y[rows, a], float(C), params)
-                for C in self.Cs
-                for a in attrs
+            jobs = [(ci, a) for ci in range(self.Cs.size) for a in attrs]
+            # largest C first: those fits run longest, so both workers stay busy to the end
+            order = sorted(range(len(jobs)), key=lambda i: -self.Cs[jobs[i][0]])
+            done = Parallel(n_jobs=est.n_jobs, prefer="threads")(
+                delayed(liblinear_fit)(Z, self.Y[rows, jobs[i][1]], float(self.Cs[jobs[i][0]]),
+                                       params)  # fmt: skip
+                for i in order
             )
+            fits = [done[order.index(i)] for i in range(len(jobs))]
             W = np.stack([w for w, _ in fits]).reshape(self.Cs.size, n_attrs, -1)
             W = W.transpose(0, 2, 1)
             self.n_iter = max(self.n_iter, *(it for _, it in fits))
