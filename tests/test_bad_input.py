@@ -120,6 +120,12 @@ ROWS: dict[str, Row] = {
     "fusion: non-numeric contexts": Row(
         ["fusion", "--data-root", "{tiny}", "--contexts", "11,x"],
         r"contexts: expected numbers joined by ','"),
+    "fusion: published windows with mean context": Row(
+        ["fusion", "--data-root", "{tiny}", "--windows", "published", "--context", "mean"],
+        r"windows='published' describes frame windows; it needs context='frames'"),
+    "fusion: published windows with k = 0": Row(
+        ["fusion", "--data-root", "{tiny}", "--windows", "published", "--contexts", "0,3"],
+        r"contexts: windows='published' needs every k >= 1"),
     "fusion: one input": Row(
         ["fusion", "--data-root", "{tiny}", "--top-n", "1"], r"top_n: fusion needs at least 2"),
     "fusion: filter that matches nothing": Row(

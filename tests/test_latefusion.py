@@ -60,6 +60,18 @@ def test_real_baselines_import_and_fuse(tracking_store: str) -> None:
     assert mlflow.get_run(cv.run_id).data.tags["ser.in_sample"] == "false"
     arts = {a.path for a in mlflow.MlflowClient().list_artifacts(cv.run_id, "plots")}
     assert "plots/ccc_per_stage.png" in arts
+    # the published windows and loss, solved exactly (k and C fixed to keep it short)
+    lines: list[str] = []
+    exact = latefusion.run_fusion(
+        data_root=SHARED, protocol="paper", n_stages=1, contexts="19", complexities="1",
+        windows="published", loss="epsilon_insensitive", echo=lines.append,
+    )  # fmt: skip
+    np.testing.assert_allclose(exact.stage_scores[0], [0.600, 0.597, 0.191], atol=3e-3)
+    run = mlflow.get_run(exact.run_id)
+    assert run.data.params["windows"] == "published" and run.data.params["solver"] == "exact"
+    assert run.data.params["loss"] == "epsilon_insensitive"
+    assert 10 < run.data.metrics["fusion_n_iter"] < 2000
+    assert "SVR: loss epsilon_insensitive, solver exact, windows published" in lines
 
 
 @pytest.mark.slow
