@@ -93,38 +93,52 @@ def lad_grid(
     for r in rho:
         factors.append(cho_factor(eye + r * G, lower=False, check_finite=False))
     Z32 = np.ascontiguousarray(Z, dtype=np.float32)
+    m = nc * A
     YY = np.tile(Y, (1, nc))  # columns C-major: C0's A attributes, then C1's ...
-    rho_col = np.repeat(rho, A)
-    thresh = np.repeat(Cs, A) / rho_col
-    C_col = np.repeat(Cs, A)
+    col_c = np.repeat(np.arange(nc), A)  # the C of each column
+    rho_col = rho[col_c]
+    C_col = Cs[col_c]
     if state is None:
         R = YY.copy()  # residual variable r
         U = np.zeros_like(YY)  # scaled dual
     else:
         R, U = state[0].copy(), state[1].copy()
-    W = np.zeros((d, nc * A))
-    prev = np.full(nc * A, np.inf)
+    W = np.zeros((d, m))
+    # Columns stop one by one (small C converges in a fraction of the iterations of
+    # C = 1); the products then shrink to the columns still running.
+    act = np.arange(m)
+    Ya, Ra, Ua, Wa = YY, R, U, W
+    prev = np.full(m, np.inf)
     it = 0
     with threadpool_limits(limits=threads, user_api="blas"):
         for it in range(1, _ADMM_MAX_ITER + 1):
-            V = YY - R - U
-            rhs = np.empty((d, nc * A))
+            V = Ya - Ra - Ua
+            rhs = np.empty((d, act.size))
             rhs[0] = V.sum(axis=0)
             rhs[1:] = (V.T.astype(np.float32) @ Z32).T  # this operand order ran fastest
-            rhs *= rho_col
-            for c in range(nc):
-                cols = slice(c * A, (c + 1) * A)
-                W[:, cols] = cho_solve(factors[c], rhs[:, cols], check_finite=False)
-            fitted = (Z32 @ W[1:].astype(np.float32)).astype(np.float64) + W[0]
-            hat = _ADMM_RELAX * fitted + (1.0 - _ADMM_RELAX) * (YY - R)
-            T = YY - hat - U
-            R = np.sign(T) * np.maximum(np.abs(T) - thresh, 0.0)
-            U += hat + R - YY
-            if it % _ADMM_CHECK == 0:
-                obj = 0.5 * (W**2).sum(axis=0) + C_col * np.abs(YY - fitted).sum(axis=0)
-                if np.all(prev - obj <= _ADMM_TOL * np.abs(obj)):
-                    break
-                prev = obj
+            rhs *= rho_col[act]
+            for c in np.unique(col_c[act]):
+                cols = np.flatnonzero(col_c[act] == c)
+                Wa[:, cols] = cho_solve(factors[c], rhs[:, cols], check_finite=False)
+            fitted = (Z32 @ Wa[1:].astype(np.float32)).astype(np.float64) + Wa[0]
+            hat = _ADMM_RELAX * fitted + (1.0 - _ADMM_RELAX) * (Ya - Ra)
+            T = Ya - hat - Ua
+            Ra = np.sign(T) * np.maximum(np.abs(T) - C_col[act] / rho_col[act], 0.0)
+            Ua += hat + Ra - Ya
+            if it % _ADMM_CHECK:
+                continue
+            obj = 0.5 * (Wa**2).sum(axis=0) + C_col[act] * np.abs(Ya - fitted).sum(axis=0)
+            done = prev[act] - obj <= _ADMM_TOL * np.abs(obj)
+            prev[act] = obj
+            if not done.any():
+                continue
+            W[:, act], R[:, act], U[:, act] = Wa, Ra, Ua  # write back, then drop the done
+            act = act[~done]
+            if act.size == 0:
+                break
+            Ya, Ra, Ua, Wa = YY[:, act], R[:, act], U[:, act], W[:, act]
+    if act.size:
+        W[:, act], R[:, act], U[:, act] = Wa, Ra, Ua
     return W.reshape(d, nc, A).transpose(1, 0, 2).copy(), it, (R, U)
 
 
