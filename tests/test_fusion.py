@@ -150,6 +150,7 @@ def _check_params() -> list[dict]:
             **SMALL,
         },
         {"protocol": "paper", "windows": "published", "loss": "epsilon_insensitive", **SMALL},
+        {"protocol": "cv", "n_splits": 3, "n_stages": 2, "windows": "published", **SMALL},
     ]
 
 
