@@ -419,7 +419,13 @@ def run_fusion(
 
         tracking.log_figure(
             plots.fusion_stages(
-                np.asarray(est.stage_scores_), attrs, title=f"Multistage fusion ({protocol})"
+                np.asarray(est.stage_scores_),
+                attrs,
+                title=(
+                    f"Multistage fusion, {'paper protocol (in-sample)' if in_sample else 'cv'}\n"
+                    f"{'absolute' if loss == 'epsilon_insensitive' else 'squared'} loss, "
+                    f"{solver} solver, {windows} windows"
+                ),
             ),
             "plots/ccc_per_stage.png",
         )
