@@ -65,7 +65,7 @@ def register_best(
     if not runs:
         raise ValueError(f"filter: no FINISHED run with metric {metric!r} matches {flt!r}")
     best = runs[0]
-    before = {str(v.version) for v in _versions(model_name)}
+    before = {str(v.version) for v in tracking.model_versions(model_name)}
     version = str(tracking.register_run_model(best.info.run_id, model_name).version)
     value = float(best.data.metrics[metric])
     tracking.set_version_tags(model_name, version, {metric: value, "ser.run_id": best.info.run_id})
@@ -77,16 +77,6 @@ def register_best(
         f"{metric}={value:.4f}); alias @{alias} -> version {version}"
     )
     return Registered(model_name, version, best.info.run_id, metric, value, is_new)
-
-
-def _versions(model_name: str) -> list[Any]:
-    from mlflow.tracking import MlflowClient
-
-    tracking.configure()
-    try:
-        return list(MlflowClient().search_model_versions(f"name = '{model_name}'"))
-    except Exception:
-        return []
 
 
 @dataclass(frozen=True)

@@ -307,41 +307,9 @@ def on_stale_trial(study: optuna.Study, trial: FrozenTrial) -> None:
     optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=2)(study, trial)
 
 
-# ---------------------------------------------------- the few MLflow calls on run ids
-# tracking.py's helpers act on the *active* run; a worker must also touch runs it does
-# not hold (a dead worker's trial, the parent of a ticket). Kept here, small and private.
-
-
-def _run_status(run_id: str) -> str | None:
-    from mlflow.tracking import MlflowClient
-
-    try:
-        return MlflowClient().get_run(run_id).info.status
-    except Exception:  # deleted, or on another tracking server: treat as not running
-        return None
-
-
 def _fail_run_if_running(run_id: str, message: str) -> None:
-    from mlflow.entities import RunStatus
-    from mlflow.tracking import MlflowClient
-
-    if _run_status(run_id) != "RUNNING":
-        return
-    with contextlib.suppress(Exception):
-        MlflowClient().set_tag(run_id, TAG_TRIAL_STATE, "fail")
-    tracking._end(run_id, RunStatus.FAILED, message)  # records ser.error + note, then ends
-
-
-def _experiment_name(run_id: str) -> str:
-    import mlflow
-
-    return mlflow.get_experiment(mlflow.get_run(run_id).info.experiment_id).name
-
-
-def _run_metrics(run_id: str) -> dict[str, float]:
-    import mlflow
-
-    return dict(mlflow.get_run(run_id).data.metrics)
+    if tracking.run_status(run_id) == "RUNNING":
+        tracking.fail_run(run_id, message, tags={TAG_TRIAL_STATE: "fail"})
 
 
 # --------------------------------------------------------------------------- study
@@ -476,7 +444,7 @@ def enqueue_tickets(
         if owner == search_run_id:
             adopted += 1
             continue
-        if owner and live.setdefault(owner, _run_status(owner) == "RUNNING"):
+        if owner and live.setdefault(owner, tracking.run_status(owner) == "RUNNING"):
             continue
         with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
             storage.set_trial_user_attr(t._trial_id, ATTR_OWNER, search_run_id)
@@ -871,7 +839,7 @@ def summarise(
         metrics = {"best_value": result.best_value, "best_trial_number": float(best.number)}
         if result.best_run_id:
             tracking.set_tags({"best_run": result.best_run_id})
-            for k, v in _run_metrics(result.best_run_id).items():
+            for k, v in tracking.get_run(result.best_run_id).data.metrics.items():
                 if k.startswith(("devel_", "test_")):
                     metrics[f"best_{k}"] = v
         tracking.log_metrics(metrics)
@@ -1103,7 +1071,7 @@ def _search(
         os.environ.pop("MLFLOW_RUN_ID", None)
         parent_id = parent.info.run_id
         spec = SearchSpec(
-            config=base, experiment=_experiment_name(parent_id), sampler=sampler,
+            config=base, experiment=tracking.experiment_name_of(parent_id), sampler=sampler,
             objective=objective, prune=prune_on, warmup_epochs=warmup, n_trials=n_trials,
             deadline=None if timeout is None else started + timeout, seed=base.seed,
             heartbeat_interval=heartbeat_interval,
@@ -1287,10 +1255,8 @@ def chain_step(base: TrainConfig, opts: Mapping[str, Any], force: bool) -> Searc
     params = {**base.to_params(), **{k: v for k, v in kw.items() if k != "resume"}}
     key = make_key("search", params, corpus_fingerprint(base.data_root))
     if not force and (rid := find_finished("ser.step_key", key)):
-        import mlflow
-
         print(f"[search] reusing finished search run {rid} (same options, code and data)")
-        tags = mlflow.get_run(rid).data.tags
+        tags = tracking.get_run(rid).data.tags
         return SearchResult(
             study_name=tags.get(TAG_STUDY, ""), storage=tags.get("ser.optuna_storage", ""),
             parent_run_id=rid, objective=tags.get("ser.objective", ""),
@@ -1362,7 +1328,7 @@ def _main(argv: Sequence[str] | None = None) -> int:
         ap.error(f"no storage: set ${STORAGE_ENV} or pass --storage")
     os.environ.pop("MLFLOW_RUN_ID", None)
     tracking.configure()
-    previous = signal.signal(signal.SIGTERM, tracking._sigterm_to_interrupt)
+    previous = signal.signal(signal.SIGTERM, tracking.sigterm_to_interrupt)
     try:
         with _quiet_libraries():
             n = run_worker(

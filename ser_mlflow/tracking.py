@@ -207,7 +207,8 @@ def ensure_experiment(name: str) -> str:
     return client.create_experiment(name, artifact_location=location)
 
 
-def _sigterm_to_interrupt(signum: int, frame: Any) -> None:
+def sigterm_to_interrupt(signum: int, frame: Any) -> None:
+    """SIGTERM handler: raise like Ctrl-C, so the run in hand ends KILLED with a reason."""
     raise RunInterrupted(f"received signal {signum}")
 
 
@@ -254,7 +255,7 @@ def run_context(
     previous = None
     is_main = _in_main_thread()
     if is_main:
-        previous = signal.signal(signal.SIGTERM, _sigterm_to_interrupt)
+        previous = signal.signal(signal.SIGTERM, sigterm_to_interrupt)
     try:
         yield active
     except KeyboardInterrupt:
@@ -561,6 +562,40 @@ def set_version_tags(model_name: str, version: str, tags: Mapping[str, Any]) -> 
 def get_run(run_id: str) -> Run:
     configure()
     return MlflowClient().get_run(run_id)
+
+
+def run_status(run_id: str) -> str | None:
+    """Status of any run (RUNNING, FINISHED, ...), None when it cannot be read (deleted,
+    or on another tracking server)."""
+    try:
+        return MlflowClient().get_run(run_id).info.status
+    except Exception:
+        return None
+
+
+def fail_run(run_id: str, message: str, tags: Mapping[str, Any] | None = None) -> None:
+    """End a run this process may not hold (a dead worker's trial) as FAILED, with
+    ``ser.error`` and a note; ``tags`` are set first. Never raises over a tag."""
+    with contextlib.suppress(Exception):
+        client = MlflowClient()
+        for key, value in (tags or {}).items():
+            client.set_tag(run_id, key, str(value))
+    _end(run_id, RunStatus.FAILED, message)
+
+
+def experiment_name_of(run_id: str) -> str:
+    """Name of the experiment a run belongs to."""
+    client = MlflowClient()
+    return client.get_experiment(client.get_run(run_id).info.experiment_id).name
+
+
+def model_versions(model_name: str) -> list[Any]:
+    """Every version of a registered model; empty when the model does not exist."""
+    configure()
+    try:
+        return list(MlflowClient().search_model_versions(f"name = '{model_name}'"))
+    except Exception:
+        return []
 
 
 def resolve_model_version(model_uri: str) -> tuple[str, str] | None:
