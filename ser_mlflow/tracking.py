@@ -577,9 +577,7 @@ def fail_run(run_id: str, message: str, tags: Mapping[str, Any] | None = None) -
     """End a run this process may not hold (a dead worker's trial) as FAILED, with
     ``ser.error`` and a note; ``tags`` are set first. Never raises over a tag."""
     with contextlib.suppress(Exception):
-        client = MlflowClient()
-        for key, value in (tags or {}).items():
-            client.set_tag(run_id, key, str(value))
+        set_run_tags(run_id, tags or {})
     _end(run_id, RunStatus.FAILED, message)
 
 
@@ -587,6 +585,26 @@ def experiment_name_of(run_id: str) -> str:
     """Name of the experiment a run belongs to."""
     client = MlflowClient()
     return client.get_experiment(client.get_run(run_id).info.experiment_id).name
+
+
+def set_run_tags(run_id: str, tags: Mapping[str, Any]) -> None:
+    """Tag any run by id (``set_tags`` tags the active one)."""
+    client = MlflowClient()
+    for key, value in tags.items():
+        client.set_tag(run_id, key, str(value))
+
+
+def experiment_tags(experiment_id: str) -> dict[str, str]:
+    """Tags of an experiment (saved UI views live there)."""
+    return dict(MlflowClient().get_experiment(experiment_id).tags)
+
+
+def set_experiment_tag(experiment_id: str, key: str, value: str) -> None:
+    MlflowClient().set_experiment_tag(experiment_id, key, value)
+
+
+def delete_experiment_tag(experiment_id: str, key: str) -> None:
+    MlflowClient().delete_experiment_tag(experiment_id, key)
 
 
 def model_versions(model_name: str) -> list[Any]:

@@ -196,12 +196,9 @@ def step_filter(parent_run_id: str, tags: Mapping[str, str] | None = None) -> st
     miss it. The step lists every run it used in ``ser.children``.
     """
     if tags is None:
-        import mlflow
-
         tags = {}
         with contextlib.suppress(Exception):
-            tracking.configure()
-            tags = mlflow.get_run(parent_run_id).data.tags
+            tags = tracking.get_run(parent_run_id).data.tags
     reused = [r for r in tags.get("ser.reused_runs", "").split(",") if r]
     ids = [r for r in tags.get("ser.children", "").split(",") if r]
     if reused and ids:
@@ -522,41 +519,39 @@ def write_view(*, kind: str, parent_run_id: str, name: str, state: dict[str, Any
     reason = unsupported_reason()
     if reason:
         raise ViewUnsupported(reason)
-    from mlflow.tracking import MlflowClient
-
-    tracking.configure()
-    client = MlflowClient()
-    exp_id = client.get_run(parent_run_id).info.experiment_id
+    exp_id = tracking.get_run(parent_run_id).info.experiment_id
     key = view_key(kind, parent_run_id)
     tag = VIEW_TAG_PREFIX + key
     now = int(time.time() * 1000)
     created = now
-    existing = client.get_experiment(exp_id).tags.get(tag)
+    existing = tracking.experiment_tags(exp_id).get(tag)
     if existing:
         with contextlib.suppress(ValueError):
             created = decode_view(existing)[1] or now
     value = encode_view(name, state, created_at=created, updated_at=now)
-    client.set_experiment_tag(exp_id, tag, value)
-    _prune_own_views(client, exp_id, keep=tag)
+    tracking.set_experiment_tag(exp_id, tag, value)
+    _prune_own_views(exp_id, keep=tag)
     view = View(key=key, experiment_id=exp_id, name=name, kind=kind, parent_run_id=parent_run_id)
-    for k, v in {
-        TAG_VIEW_KEY: key,
-        TAG_VIEW_KIND: kind,
-        TAG_VIEW_NAME: name,
-        TAG_VIEW_URL: view.url(),
-        TAG_CHART_URL: view.url(charts=True),
-    }.items():
-        client.set_tag(parent_run_id, k, v)
+    tracking.set_run_tags(
+        parent_run_id,
+        {
+            TAG_VIEW_KEY: key,
+            TAG_VIEW_KIND: kind,
+            TAG_VIEW_NAME: name,
+            TAG_VIEW_URL: view.url(),
+            TAG_CHART_URL: view.url(charts=True),
+        },
+    )
     return view
 
 
-def _prune_own_views(client: Any, experiment_id: str, *, keep: str) -> None:
+def _prune_own_views(experiment_id: str, *, keep: str) -> None:
     """Drop the least recently updated ``ser-`` views beyond :data:`MAX_OWN_VIEWS`.
 
     Views people saved themselves (other keys) are never touched.
     """
     own = []
-    for key, value in client.get_experiment(experiment_id).tags.items():
+    for key, value in tracking.experiment_tags(experiment_id).items():
         if key.startswith(VIEW_TAG_PREFIX + "ser-") and key != keep:
             try:
                 updated = int(json.loads(value).get("updatedAt", 0))
@@ -565,7 +560,7 @@ def _prune_own_views(client: Any, experiment_id: str, *, keep: str) -> None:
             own.append((updated, key))
     for _, key in sorted(own)[: max(0, len(own) + 1 - MAX_OWN_VIEWS)]:
         with contextlib.suppress(Exception):
-            client.delete_experiment_tag(experiment_id, key)
+            tracking.delete_experiment_tag(experiment_id, key)
 
 
 def _view_name(kind: str, parent_run_id: str, params: dict[str, str]) -> str:
@@ -582,10 +577,7 @@ def _view_name(kind: str, parent_run_id: str, params: dict[str, str]) -> str:
 
 def write_step_view(step: str, parent_run_id: str, *, rank_metric: str = "devel_ccc_mean") -> View:
     """The view of a pipeline step (compare: grouped by loss; unimodal/bimodal: ranking)."""
-    import mlflow
-
-    tracking.configure()
-    run = mlflow.get_run(parent_run_id)
+    run = tracking.get_run(parent_run_id)
     params = dict(run.data.params)
     flt = step_filter(parent_run_id, run.data.tags)
     state = (
@@ -613,10 +605,7 @@ def write_search_view(
     Raises:
         ViewUnsupported, ValueError, MlflowException: see :func:`write_view`.
     """
-    import mlflow
-
-    tracking.configure()
-    run = mlflow.get_run(parent_run_id)
+    run = tracking.get_run(parent_run_id)
     if experiment_id is not None and run.info.experiment_id != str(experiment_id):
         raise ValueError(
             f"run {parent_run_id} is in experiment {run.info.experiment_id}, not {experiment_id}"
@@ -701,11 +690,8 @@ def link_lines(
 
 
 def _experiment_of(run_id: str) -> str:
-    import mlflow
-
     with contextlib.suppress(Exception):
-        tracking.configure()
-        return str(mlflow.get_run(run_id).info.experiment_id)
+        return str(tracking.get_run(run_id).info.experiment_id)
     return "0"
 
 
@@ -761,10 +747,8 @@ def latest_views(*, max_results: int = 5) -> list[View]:
 
 def read_view(view: View) -> dict[str, Any]:
     """The state stored for ``view`` (what the UI will apply)."""
-    from mlflow.tracking import MlflowClient
-
     tracking.configure()
-    value = MlflowClient().get_experiment(view.experiment_id).tags[VIEW_TAG_PREFIX + view.key]
+    value = tracking.experiment_tags(view.experiment_id)[VIEW_TAG_PREFIX + view.key]
     return decode_view(value)[2]
 
 
