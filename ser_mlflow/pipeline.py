@@ -124,14 +124,12 @@ def train_child(
     A failure is recorded on the child (FAILED, with the error) and returned, not raised,
     so that a sweep goes on; Ctrl-C still stops everything.
     """
-    import mlflow
-
     from ser_mlflow.train import run_training
 
     params = {**cfg.to_params(), "stage": stage}
     key = make_key("train", params, fingerprint)
     if not force and (rid := find_finished("ser.run_key", key)):
-        run = mlflow.get_run(rid)
+        run = tracking.get_run(rid)
         return ChildOutcome(label, cfg, rid, "REUSED", dict(run.data.metrics))
     tags = {
         "ser.run_key": key,
@@ -247,15 +245,12 @@ def _sweep(
     after: Callable[[StepResult], None] | None = None,
 ) -> StepResult:
     """Run children (label, config, stage) under one parent run; log the ranking."""
-    import mlflow
     from tqdm.auto import tqdm
 
     fingerprint = corpus_fingerprint(base.data_root)
     step_key = make_key(step, step_params, fingerprint)
     if not force and (rid := find_finished("ser.step_key", step_key)):
-        table = pd.read_csv(
-            mlflow.artifacts.download_artifacts(run_id=rid, artifact_path="ranking.csv")
-        )
+        table = pd.read_csv(tracking.download_artifacts(rid, "ranking.csv"))
         echo(f"[{step}] reusing finished run {rid} (same params, code and data)")
         for line in views.publish_step_view(step, rid, rank_metric=rank_metric).lines():
             echo(line)

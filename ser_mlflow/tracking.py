@@ -4,6 +4,10 @@ Contract (DESIGN.md §5): tracking URI from ``MLFLOW_TRACKING_URI`` or the embed
 ``sqlite:///mlflow.db`` in the working directory, artifacts of experiments we create under
 ``./mlartifacts``. A run opened here always ends in a truthful state: FINISHED only when
 the body returned, FAILED with the error recorded, KILLED on Ctrl-C / SIGTERM.
+
+Other modules import MLflow only where MLflow is the subject: ``pyfunc``/``pyfunc_entry``
+(the model class MLflow loads), ``server`` (MLflow's own server options) and ``views``
+(which UI bundle is installed).
 """
 
 from __future__ import annotations
@@ -562,6 +566,14 @@ def set_version_tags(model_name: str, version: str, tags: Mapping[str, Any]) -> 
 def get_run(run_id: str) -> Run:
     configure()
     return MlflowClient().get_run(run_id)
+
+
+def active_run_id() -> str:
+    """Id of the run this process is logging to (inside ``run_context``)."""
+    run = mlflow.active_run()
+    if run is None:
+        raise RuntimeError("no active MLflow run: call this inside tracking.run_context")
+    return run.info.run_id
 
 
 def run_status(run_id: str) -> str | None:

@@ -336,9 +336,7 @@ def train_in_active_run(
     resume_from: Path | None = None,
 ) -> TrainResult:
     """Do the whole training inside the already active MLflow run."""
-    import mlflow
-
-    run_id = mlflow.active_run().info.run_id  # type: ignore[union-attr]
+    run_id = tracking.active_run_id()
     stage = stage or default_stage(cfg)
     tracking.log_params(cfg.to_params())
     tracking.set_tags(run_tags(cfg, data, stage=stage))
