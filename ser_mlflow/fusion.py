@@ -566,12 +566,12 @@ class _Engine:
         need_gram = est.solver == "exact" or est.calibrate
         G, r = sums.system(cx, cs) if need_gram else (None, None)
         n_attrs = unit.attrs.stop - unit.attrs.start
+        rows = self._rows_of(blocks)
         if est.solver == "exact" and est.loss == "squared_epsilon_insensitive":
             assert G is not None and r is not None
             W = ridge_grid(G, r[:, unit.attrs], self.Cs)
         elif est.solver == "exact":
             assert G is not None
-            rows = self._rows_of(blocks)
             # warm start from the last reach fitted on these frames (ADMM state is per frame)
             wkey = (frozenset(blocks), unit.inputs, unit.attrs.start, sbank is None)
             W, n_iter, self.warm[wkey] = lad_grid(
@@ -580,7 +580,6 @@ class _Engine:
             )  # fmt: skip
             self.n_iter = max(self.n_iter, n_iter)
         else:
-            rows = self._rows_of(blocks)
             Z = self._design(rows, cx, sbank, cs)
             params = {
                 "loss": est.loss,
@@ -593,11 +592,11 @@ class _Engine:
             # largest C first: those fits run longest, so both workers stay busy to the end
             order = sorted(range(len(jobs)), key=lambda i: -self.Cs[jobs[i][0]])
             done = Parallel(n_jobs=est.n_jobs, prefer="threads")(
-                delayed(liblinear_fit)(Z, self.Y[rows, jobs[i][1]], float(self.Cs[jobs[i][0]]),
-                                       params)  # fmt: skip
-                for i in order
+                delayed(liblinear_fit)(Z, self.Y[rows, a], float(self.Cs[ci]), params)
+                for ci, a in (jobs[i] for i in order)
             )
-            fits = [done[order.index(i)] for i in range(len(jobs))]
+            by_job = dict(zip(order, done, strict=True))
+            fits = [by_job[i] for i in range(len(jobs))]
             W = np.stack([w for w, _ in fits]).reshape(self.Cs.size, n_attrs, -1)
             W = W.transpose(0, 2, 1)
             self.n_iter = max(self.n_iter, *(it for _, it in fits))
@@ -849,7 +848,8 @@ class MultistageSVRFusion(RegressorMixin, BaseEstimator):
         n_jobs: parallel threads for the outer folds of ``protocol="cv"`` and for
             ``solver="liblinear"`` fits. Fitting runs with one BLAS thread per task:
             multi-threaded LAPACK on these systems was 3-10x slower on a shared 2-core
-            machine.
+            machine. The one exception: under ``protocol="paper"`` the absolute loss's
+            products with the frames (nothing else runs then) use ``n_jobs`` threads.
         random_state: seed of LinearSVR's coordinate descent (liblinear only).
         verbose: progress lines on stdout: 1, one per stage of the fit on all frames; 2,
             also one per context reach of it and one per stage of each outer fold (the
