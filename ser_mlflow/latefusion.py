@@ -331,8 +331,8 @@ def run_fusion(
         warnings.simplefilter("always")
         est.fit(X, y, groups=groups)
     fit_seconds = time.perf_counter() - started
-    for w in caught:  # one line each instead of a traceback-like warning
-        echo(f"  note: {w.message}")
+    for message in dict.fromkeys(str(w.message) for w in caught):  # once each, one line
+        echo(f"  note: {message}")
 
     tags = {
         tracking.TAG_STAGE: "fusion",
