@@ -692,7 +692,7 @@ class _Engine:
                         if self.est.verbose > 1 and keep_models:
                             self._say(
                                 f"stage {stage + 1}/{self.est.n_stages}: inputs {sel}, k={k} "
-                                f"fitted for {Cs.size} C values "
+                                f"fitted for {Cs.size} C value{'s' * (Cs.size != 1)} "
                                 f"({time.perf_counter() - started:.1f} s into the stage)"
                             )
 
@@ -1088,8 +1088,9 @@ class MultistageSVRFusion(RegressorMixin, BaseEstimator):
             )
         if self.solver == "liblinear" and engine.n_iter >= self.max_iter:
             warnings.warn(
-                f"LinearSVR stopped at max_iter={self.max_iter} passes before converging, as "
-                "the published script did: the scores are those of unconverged fits",
+                f"LinearSVR stopped at max_iter={self.max_iter} passes before converging (the "
+                "published script stopped so at its default 1000): the scores are those of "
+                "unconverged fits",
                 ConvergenceWarning,
                 stacklevel=2,
             )
