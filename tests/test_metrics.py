@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 
+from ser_mlflow import metrics
 from ser_mlflow.metrics import ccc, pcc, rmse, score_frames, score_recordings
 
 
@@ -97,3 +98,64 @@ def test_score_errors() -> None:
         score_recordings({}, {"a": np.zeros((2, 3))}, {"a": "DE"}, ("x", "y", "z"))
     with pytest.raises(ValueError, match="expected"):
         score_frames(np.zeros((4, 2)), np.zeros((4, 2)), ("a", "b", "c"))
+
+
+# --- bootstrap intervals over recordings ----------------------------------------------------
+
+def _recordings(seed: int = 0, n: int = 8) -> tuple[list, list, list]:
+    rng = np.random.default_rng(seed)
+    golds = [rng.normal(size=(int(rng.integers(20, 40)), 3)) for _ in range(n)]
+    preds = [g + rng.normal(scale=1.0, size=g.shape) for g in golds]
+    strata = ["DE" if i % 2 else "HU" for i in range(n)]
+    return preds, golds, strata
+
+
+def test_bootstrap_estimate_and_each_resample_match_concatenation() -> None:
+    preds, golds, strata = _recordings()
+    est, low, high = metrics.bootstrap_ccc(preds, golds, strata, n_boot=50, seed=3)
+    for j in range(3):
+        direct = metrics.ccc(np.concatenate(preds)[:, j], np.concatenate(golds)[:, j])
+        assert est[j] == pytest.approx(direct, abs=1e-12)
+        assert low[j] < direct < high[j]
+    # One resample, recomputed the slow way: concatenate the drawn recordings.
+    counts = metrics.recording_resamples(strata, n_boot=50, seed=3)
+    b = 7
+    drawn = [r for r, c in enumerate(counts[b]) for _ in range(int(c))]
+    moments = np.stack([metrics.recording_moments(p, g)
+                        for p, g in zip(preds, golds, strict=True)])
+    fast = metrics.ccc_from_moments(np.einsum("r,rka->ka", counts[b], moments))
+    for j in range(3):
+        slow = metrics.ccc(np.concatenate([preds[r] for r in drawn])[:, j],
+                           np.concatenate([golds[r] for r in drawn])[:, j])
+        assert fast[j] == pytest.approx(slow, abs=1e-10)
+
+
+def test_resamples_are_stratified_and_seeded() -> None:
+    strata = ["DE", "DE", "DE", "HU", "HU"]
+    a = metrics.recording_resamples(strata, n_boot=200, seed=1)
+    b = metrics.recording_resamples(strata, n_boot=200, seed=1)
+    np.testing.assert_array_equal(a, b)
+    assert set(a[:, :3].sum(1)) == {3.0} and set(a[:, 3:].sum(1)) == {2.0}
+    assert not np.array_equal(a, metrics.recording_resamples(strata, n_boot=200, seed=2))
+
+
+def test_identical_systems_give_zero_gain_and_p_one() -> None:
+    preds, golds, strata = _recordings(1)
+    d, low, high, p = metrics.bootstrap_ccc_difference(preds, preds, golds, strata, n_boot=100)
+    np.testing.assert_allclose([d, low, high], 0.0, atol=1e-12)
+    np.testing.assert_allclose(p, 1.0)
+    d, p = metrics.permutation_ccc_difference(preds, preds, golds, n_perm=100)
+    np.testing.assert_allclose(d, 0.0, atol=1e-12)
+    np.testing.assert_allclose(p, 1.0)
+
+
+def test_a_clearly_better_system_is_significant() -> None:
+    preds, golds, strata = _recordings(2, n=16)
+    better = [g + 0.1 * (p - g) for p, g in zip(preds, golds, strict=True)]
+    d, low, high, p = metrics.bootstrap_ccc_difference(better, preds, golds, strata,
+                                                        n_boot=500, seed=0)
+    assert np.all(low > 0) and np.all(d > low) and np.all(high > d)
+    assert np.all(p < 0.01)
+    d_perm, p_perm = metrics.permutation_ccc_difference(better, preds, golds, n_perm=500)
+    np.testing.assert_allclose(d_perm, d)
+    assert np.all(p_perm < 0.01)
