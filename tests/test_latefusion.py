@@ -29,7 +29,7 @@ SYSTEMS = [
 QUIET = {"echo": lambda s: None}
 
 
-@pytest.mark.skipif(not SHARED.is_dir(), reason="../shared/data/avec2019_ces_devel is absent")
+@pytest.mark.usefixtures("shared_data")  # absent: skip; under CI: fail
 def test_real_baselines_import_and_fuse(tracking_store: str) -> None:
     for s in SYSTEMS:
         latefusion.import_predictions(
@@ -156,9 +156,8 @@ def test_fusion_of_trained_runs(tiny_corpus: Path, tracking_store: str, tmp_path
         latefusion.run_fusion(data_root=tiny_corpus, top_n=1, **QUIET)
 
 
+@pytest.mark.usefixtures("shared_data")  # absent: skip; under CI: fail
 def test_import_bad_input(tracking_store: str, tmp_path: Path) -> None:
-    if not SHARED.is_dir():
-        pytest.skip("../shared/data/avec2019_ces_devel is absent")
     bad = tmp_path / "pred"
     shutil.copytree(SHARED / "predictions" / "visual-func", bad)
     first = sorted(bad.glob("*.csv"))[0]
