@@ -6,7 +6,6 @@ on two cores; each test has its own SQLite tracking store and Optuna storage.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ from click.testing import CliRunner
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
+from services import wait_for
 
 from ser_mlflow import search as search_mod
 from ser_mlflow.config import LossConfig, ModelConfig, TrainConfig
@@ -237,7 +237,8 @@ def test_stale_trial_of_a_dead_worker_is_failed_and_retried(
     storage.set_trial_user_attr(tid, "ser.search_run_id", first.parent_run_id)
     storage.set_trial_user_attr(tid, "mlflow_run_id", dead.info.run_id)
     storage.record_heartbeat(tid)
-    time.sleep(5.5)
+    # wait for the condition itself (no heartbeat within the grace period), not a fixed time
+    assert wait_for(lambda: tid in storage._get_stale_trial_ids(sid), timeout=60, interval=0.5)
     second = run_search(cfg, sampler="random", n_trials=1, storage=url, study_name="s5",
                         resume=True, prune=False, progress=False, **hb)
     study = _study(url, "s5")

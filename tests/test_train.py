@@ -160,7 +160,8 @@ def test_mlflow_run_entry_point(tiny_corpus: Path, tmp_path: Path) -> None:
 def test_sigterm_keeps_checkpoint_and_resume_finishes(tiny_corpus: Path, tmp_path: Path) -> None:
     """SIGTERM mid-training: run KILLED with a checkpoint; --resume-run-id finishes it."""
     import signal
-    import time
+
+    from services import wait_for
 
     work = tmp_path / "w"
     work.mkdir()
@@ -174,16 +175,17 @@ def test_sigterm_keeps_checkpoint_and_resume_finishes(tiny_corpus: Path, tmp_pat
                             stderr=subprocess.STDOUT, text=True)
     mlflow.set_tracking_uri(uri)
     client = MlflowClient()
-    deadline = time.time() + 240
-    run_id = None
-    while time.time() < deadline:  # wait for two finished epochs
-        time.sleep(1)
+    found: list[str] = []
+
+    def two_epochs_logged() -> bool:
         runs = mlflow.search_runs(experiment_names=["sig"], output_format="list") if (
             work / "mlflow.db").exists() else []
         if runs and len(client.get_metric_history(runs[0].info.run_id, "epoch/train_loss")) >= 2:
-            run_id = runs[0].info.run_id
-            break
-    assert run_id, "training did not reach epoch 2"
+            found.append(runs[0].info.run_id)
+        return bool(found) or proc.poll() is not None
+
+    assert wait_for(two_epochs_logged, timeout=240) and found, "training did not reach epoch 2"
+    run_id = found[0]
     proc.send_signal(signal.SIGTERM)
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode != 0
