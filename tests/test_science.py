@@ -161,6 +161,22 @@ def test_promote_refuses_a_tie_and_takes_a_strictly_better_challenger(
     assert float(tags["ser.previous_devel_ccc_mean"]) == 0.5
 
 
+def test_register_best_registers_the_best_run(tracking_store: str, tmp_path: Path) -> None:
+    from ser_mlflow import registry
+
+    folder = tmp_path / "model"  # a stand-in model folder: registration copies no weights
+    folder.mkdir()
+    (folder / "MLmodel").write_text("flavors: {}\n")
+    ids = {}
+    for value in (0.3, 0.6, 0.5):
+        with mlflow.start_run(tags={"ser.stage": "unimodal"}) as run:
+            mlflow.log_metric("devel_ccc_mean", value)
+            mlflow.log_artifacts(str(folder), "model")
+        ids[value] = run.info.run_id
+    reg = registry.register_best(filter_string="tags.`ser.stage` = 'unimodal'", **QUIET)
+    assert reg.run_id == ids[0.6]
+
+
 # --------------------------------------------------------------------------- preprocessing
 
 
@@ -262,11 +278,17 @@ def test_training_beats_the_untrained_network_on_devel(tiny_corpus: Path) -> Non
     untrained = build_model(data.corpus.n_features, data.attributes, cfg.model)
     before = score_partition(data, "Devel", predict_partition(untrained, data, "Devel"),
                              prefix="devel_")
-    _, _, history = fit_network(cfg, data, progress=False)
+    model, best_epoch, history = fit_network(cfg, data, progress=False)
     after = history[-1]
     # measured here: 0.04 untrained, 0.28 after 10 epochs
     assert after["devel_ccc_mean"] > before["devel_ccc_mean"] + 0.15, (before, after)
     assert history[-1]["train_loss"] < history[0]["train_loss"]
+    # the returned network is the best epoch's, and scores what that epoch scored
+    curve = [row["devel_ccc_mean"] for row in history]
+    assert best_epoch == int(np.argmax(curve)) + 1
+    final = score_partition(data, "Devel", predict_partition(model, data, "Devel"),
+                            prefix="devel_")
+    assert final["devel_ccc_mean"] == pytest.approx(curve[best_epoch - 1], abs=1e-6)
 
 
 # --------------------------------------------------------------------------- pruning

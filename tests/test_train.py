@@ -53,7 +53,14 @@ def test_train_run_is_complete(tiny_corpus: Path, tracking_store: str, tmp_path:
         assert key in metrics, key
     hist = client.get_metric_history(result.run_id, "epoch/devel_ccc_mean")
     assert [m.step for m in hist] == [1, 2]
-    assert len(client.get_metric_history(result.run_id, "epoch/train_loss")) == 2
+    assert [m.value for m in hist] == pytest.approx([h["devel_ccc_mean"] for h in result.history])
+    losses = sorted(client.get_metric_history(result.run_id, "epoch/train_loss"),
+                    key=lambda m: m.step)
+    assert [m.value for m in losses] == pytest.approx([h["train_loss"] for h in result.history])
+    # the final figures are the best epoch's (its weights are restored before scoring)
+    assert metrics["best_epoch"] == result.best_epoch
+    assert metrics["devel_ccc_mean"] == pytest.approx(
+        result.history[result.best_epoch - 1]["devel_ccc_mean"], abs=1e-6)
     assert run.inputs.dataset_inputs[0].dataset.digest == corpus.digest[:36]
 
     # predictions on disk equal the logged metric when re-scored from the AVEC files

@@ -95,7 +95,7 @@ MUTANTS = (
         "M07", "register_best registers the worst run", "ser_mlflow/registry.py",
         'order_by=[f"metrics.`{metric}` DESC"]',
         'order_by=[f"metrics.`{metric}` ASC"]',
-        (f"{SCI}::test_promote_refuses_a_tie_and_takes_a_strictly_better_challenger",),
+        (f"{SCI}::test_register_best_registers_the_best_run",),
         slow=("tests/test_registry.py::test_register_predict_promote_serve",),
     ),
     Mutant(
