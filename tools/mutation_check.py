@@ -187,6 +187,13 @@ MUTANTS = (
         (f"{SCI}::test_real_median_pruner_prunes_a_clearly_worse_trial",),
     ),
     Mutant(
+        "M23", "loss rewards disagreement, seen by the learning test alone",
+        "ser_mlflow/losses.py",
+        "return ops.sum(w * (1.0 - ccc))",
+        "return ops.sum(w * (1.0 + ccc))",
+        (f"{SCI}::test_training_beats_the_untrained_network_on_devel",),
+    ),
+    Mutant(
         "M22", "the best epoch's weights are not restored", "ser_mlflow/train.py",
         "    model.set_weights(best_weights)\n    return model, best_epoch, history",
         "    return model, best_epoch, history",
