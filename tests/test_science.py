@@ -291,6 +291,40 @@ def test_training_beats_the_untrained_network_on_devel(tiny_corpus: Path) -> Non
     assert final["devel_ccc_mean"] == pytest.approx(curve[best_epoch - 1], abs=1e-6)
 
 
+def test_training_returns_the_best_epochs_weights(tiny_corpus: Path, tmp_path: Path) -> None:
+    """Resumed from a checkpoint whose best epoch (1) scored beyond reach (CCC 2.0), one
+    more epoch must not replace it: the network returned holds epoch 1's weights."""
+    import json
+
+    import keras
+
+    from ser_mlflow.model import build_model, compile_model
+    from ser_mlflow.train import (
+        CHECKPOINT_BEST,
+        CHECKPOINT_MODEL,
+        CHECKPOINT_STATE,
+        fit_network,
+        prepare,
+    )
+
+    cfg = _cfg(tiny_corpus, epochs=2)
+    data = prepare(cfg)
+    keras.utils.set_random_seed(1)
+    last = build_model(data.corpus.n_features, data.attributes, cfg.model)
+    compile_model(last, cfg.model, cfg.loss)
+    best = [np.full_like(w, 0.01 * (i + 1)) for i, w in enumerate(last.get_weights())]
+    folder = tmp_path / "checkpoint"
+    folder.mkdir()
+    last.save(folder / CHECKPOINT_MODEL)
+    np.savez(folder / CHECKPOINT_BEST, *best)
+    (folder / CHECKPOINT_STATE).write_text(json.dumps(
+        {"epoch": 1, "best": 2.0, "best_epoch": 1, "history": [{"devel_ccc_mean": 2.0}]}))
+    model, best_epoch, history = fit_network(cfg, data, progress=False, resume_from=folder)
+    assert best_epoch == 1 and len(history) == 2 and history[1]["devel_ccc_mean"] < 2.0
+    for got, want in zip(model.get_weights(), best, strict=True):
+        np.testing.assert_array_equal(got, want)
+
+
 # --------------------------------------------------------------------------- pruning
 
 
