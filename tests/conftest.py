@@ -15,6 +15,50 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data" / "avec2019_ces_devel"
 
 
+@pytest.fixture(autouse=True)
+def _restore_mlflow_globals() -> Iterator[None]:
+    """Leave MLflow's process-wide state as the test found it, whatever the test set.
+
+    ``mlflow.set_tracking_uri`` keeps the URI in a module global *and* exports it to
+    ``MLFLOW_TRACKING_URI``; ``set_experiment`` keeps an active experiment id. Left behind,
+    they point the next test at a deleted temporary store (an order dependence). MLflow has
+    no public getter for what was *set* (``get_tracking_uri`` resolves), so the private
+    globals are read here, in test code only.
+    """
+    from mlflow.tracking import fluent
+    from mlflow.tracking._model_registry import utils as registry_utils
+    from mlflow.tracking._tracking_service import utils as tracking_utils
+
+    env = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
+    uri, registry = tracking_utils._tracking_uri, registry_utils._registry_uri
+    experiment = fluent._active_experiment_id
+    yield
+    tracking_utils.set_tracking_uri(uri)  # type: ignore[arg-type]  # None = unset
+    registry_utils._registry_uri = registry
+    fluent._active_experiment_id = experiment
+    for key, value in env.items():  # set_tracking_uri exported or unset it: undo that too
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    """The real AVEC 2019 devel files (``../shared``): missing, a skip here, a failure in CI.
+
+    They are the only tests against published figures, so CI (``$CI`` set) must not pass
+    without them, as with Chromium and PostgreSQL.
+    """
+    if not SHARED_DATA.is_dir():
+        reason = (f"{SHARED_DATA} is absent (real AVEC 2019 devel labels and baseline "
+                  "predictions, never copied into the repository)")
+        if os.environ.get("CI"):
+            pytest.fail(f"CI runs the real-data tests, but {reason}")
+        pytest.skip(reason)
+    return SHARED_DATA
+
+
 @pytest.fixture
 def tracking_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """A fresh sqlite store in tmp, cwd moved there; asserts no run is left active."""

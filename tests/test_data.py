@@ -516,7 +516,7 @@ def test_write_avec_csv_exact_format(tmp_path: Path) -> None:
         write_avec_csv(path, "x", np.zeros(1), np.full((1, 3), np.nan), ATTRS)
 
 
-@pytest.mark.skipif(not REAL.is_dir(), reason="shared AVEC 2019 devel data not present")
+@pytest.mark.usefixtures("shared_data")  # absent: skip; under CI: fail
 def test_real_devel_labels_and_padded_baseline_predictions(tmp_path: Path) -> None:
     """Real AVEC files: labels, and baseline predictions (1768 rows) read as a feature set."""
     ts, vals, attrs = read_avec_csv(REAL / "labels" / "Devel_DE_01.csv")

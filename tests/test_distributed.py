@@ -12,7 +12,6 @@ import os
 import signal
 import subprocess
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -30,6 +29,7 @@ from services import (
     postgres_unavailable,
     start_postgres,
     start_server,
+    wait_for,
 )
 
 from ser_mlflow import search as search_mod
@@ -140,18 +140,19 @@ def test_worker_killed_mid_trial_is_failed_by_heartbeat_and_the_budget_finishes(
         if not killed:
             own = mlflow.active_run().info.run_id
             storage = optuna.storages.RDBStorage(url)
-            deadline = time.monotonic() + 240
-            while time.monotonic() < deadline and not killed:
+
+            def other_worker_holds_a_trial() -> bool:
                 study = optuna.load_study(study_name="killed", storage=storage)
                 for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
                     run_id = t.user_attrs.get("mlflow_run_id")
                     if run_id and run_id != own:
-                        os.kill(procs[0].pid, signal.SIGKILL)
                         killed.update(number=t.number, run_id=run_id)
-                        break
-                else:
-                    time.sleep(0.2)
-            assert killed, "the second worker never started a trial"
+                        return True
+                return False
+
+            assert wait_for(other_worker_holds_a_trial, timeout=240, interval=0.2), (
+                "the second worker never started a trial")
+            os.kill(procs[0].pid, signal.SIGKILL)
         return real_train(*args, **kw)
 
     monkeypatch.setattr(search_mod, "_start_workers", start_and_keep)

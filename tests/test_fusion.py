@@ -395,7 +395,7 @@ def _load_real() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     return X, y, groups, svr
 
 
-@pytest.mark.skipif(not DATA.is_dir(), reason="shared AVEC 2019 devel data not present")
+@pytest.mark.usefixtures("shared_data")  # absent: skip; under CI: fail
 def test_real_data_paper_near_published_and_cv_lower() -> None:
     X, y, groups, svr = _load_real()
     assert X.shape == (40032, 27)
@@ -411,7 +411,7 @@ def test_real_data_paper_near_published_and_cv_lower() -> None:
     assert np.all(cv.stage_scores_[0] < got - 0.05), (cv.stage_scores_, got)
 
 
-@pytest.mark.skipif(not DATA.is_dir(), reason="shared AVEC 2019 devel data not present")
+@pytest.mark.usefixtures("shared_data")  # absent: skip; under CI: fail
 def test_real_data_published_recipe_lies_between_the_exact_optima() -> None:
     """The published svr row came from a LinearSVR stopped unconverged (DESIGN 7): with
     the published windows (k=19, C=1, the liking choice) its CCC lies between the exact

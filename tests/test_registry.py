@@ -7,7 +7,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import mlflow
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from services import wait_for
 
 from ser_mlflow import registry
 from ser_mlflow.cli import main
@@ -150,14 +150,14 @@ def test_register_predict_promote_serve(
         stderr=subprocess.PIPE,
     )
     try:
-        deadline = time.time() + 180
-        while time.time() < deadline:
+        def answers() -> bool:
+            assert server.poll() is None, server.stderr.read().decode()[-2000:]
             try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2)
-                break
+                return urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2).ok
             except OSError:
-                assert server.poll() is None, server.stderr.read().decode()[-2000:]
-                time.sleep(1)
+                return False
+
+        assert wait_for(answers, timeout=180), "mlflow models serve never answered /ping"
         from ser_mlflow.data import load_corpus
         from ser_mlflow.pyfunc import recordings_frame
 

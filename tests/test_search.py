@@ -6,7 +6,6 @@ on two cores; each test has its own SQLite tracking store and Optuna storage.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ from click.testing import CliRunner
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
+from services import wait_for
 
 from ser_mlflow import search as search_mod
 from ser_mlflow.config import LossConfig, ModelConfig, TrainConfig
@@ -136,6 +136,9 @@ def test_trials_are_nested_runs_with_truthful_states(
     df = pd.read_csv(csv)
     assert len(df) == 4
     assert set(df["mlflow_run_id"]) == {r.info.run_id for r in kids.values()}
+    assert list(df["state"]) == ["COMPLETE", "PRUNED", "FAIL", "COMPLETE"]
+    assert df["value"][0] == pytest.approx(study.trials[0].value)
+    assert df["params_alpha"].tolist() == pytest.approx([t.params["alpha"] for t in study.trials])
     out = capsys.readouterr().out
     assert "1 pruned" in out and "1 failed" in out and "Best devel_ccc_mean" in out
     _assert_nothing_running()
@@ -237,7 +240,8 @@ def test_stale_trial_of_a_dead_worker_is_failed_and_retried(
     storage.set_trial_user_attr(tid, "ser.search_run_id", first.parent_run_id)
     storage.set_trial_user_attr(tid, "mlflow_run_id", dead.info.run_id)
     storage.record_heartbeat(tid)
-    time.sleep(5.5)
+    # wait for the condition itself (no heartbeat within the grace period), not a fixed time
+    assert wait_for(lambda: tid in storage._get_stale_trial_ids(sid), timeout=60, interval=0.5)
     second = run_search(cfg, sampler="random", n_trials=1, storage=url, study_name="s5",
                         resume=True, prune=False, progress=False, **hb)
     study = _study(url, "s5")

@@ -1,9 +1,11 @@
 """`ser-mlflow server`: every entry point through a real tracking server, auth, faults.
 
-One SQLite-backed server serves the whole module (a start costs 10-20 s on two cores);
-the auth test starts its own. Clients run in-process through click's CliRunner with
-``MLFLOW_TRACKING_URI=http://127.0.0.1:<port>`` and a working directory of their own, so
-anything written locally instead of through the server would show.
+One SQLite-backed server serves the module's tests that only read and write through it
+(a start costs 10-20 s on two cores); a test that kills or reconfigures a server starts its
+own, so no test depends on what another did to a shared one. Clients run in-process
+through click's CliRunner with ``MLFLOW_TRACKING_URI=http://127.0.0.1:<port>`` and a
+working directory of their own, so anything written locally instead of through the server
+would show.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import pytest
 import requests
 from click.testing import CliRunner
 from mlflow.tracking import MlflowClient
-from services import SER_MLFLOW, Server, client_env, free_port, start_server
+from services import SER_MLFLOW, Server, client_env, free_port, start_server, wait_for
 
 from ser_mlflow.cli import main
 from ser_mlflow.server import ServerSettings, prepare_launch
@@ -156,9 +158,7 @@ def test_entry_points_work_through_the_server(
 
 
 @pytest.mark.slow
-def test_training_survives_a_server_crash_and_restart(
-    server: Server, tiny_corpus: Path, tmp_path: Path
-) -> None:
+def test_training_survives_a_server_crash_and_restart(tiny_corpus: Path, tmp_path: Path) -> None:
     """The server dies (SIGKILL) mid-training and comes back: every epoch's metrics arrive.
 
     What carries the run: metrics are logged synchronously (MLflow's async logging is off
@@ -166,7 +166,9 @@ def test_training_survives_a_server_crash_and_restart(
     (MLFLOW_HTTP_REQUEST_MAX_RETRIES=7, ~4 minutes), so training waits at the next log call
     and nothing is dropped. A server away longer than that ends the run FAILED once the
     retries are spent (``ser.error`` holds why, when the server can still be told).
+    The server is this test's own: killing the module's would change what later tests see.
     """
+    server = start_server(tmp_path / "crash")
     epochs = 100
     proc = subprocess.Popen(
         [SER_MLFLOW, "train", "--data-root", str(tiny_corpus), "--epochs", str(epochs),
@@ -174,34 +176,40 @@ def test_training_survives_a_server_crash_and_restart(
         cwd=tmp_path, env=client_env(server.uri), stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT, text=True,
     )
-    mlc = MlflowClient(tracking_uri=server.uri)
+    try:
+        mlc = MlflowClient(tracking_uri=server.uri)
+        started: list[str] = []
 
-    def training_started() -> str | None:
-        exp = mlc.get_experiment_by_name("restart")
-        runs = mlc.search_runs([exp.experiment_id]) if exp else []
-        if runs and mlc.get_metric_history(runs[0].info.run_id, "epoch/train_loss"):
-            return runs[0].info.run_id
-        return None
+        def training_started() -> bool:
+            """The run has a first epoch's metric in the store (or training ended early)."""
+            exp = mlc.get_experiment_by_name("restart")
+            runs = mlc.search_runs([exp.experiment_id]) if exp else []
+            if runs and mlc.get_metric_history(runs[0].info.run_id, "epoch/train_loss"):
+                started.append(runs[0].info.run_id)
+            return bool(started) or proc.poll() is not None
 
-    run_id = None
-    deadline = time.monotonic() + 180
-    while run_id is None and time.monotonic() < deadline and proc.poll() is None:
-        run_id = training_started()
-        time.sleep(0.2)
-    assert run_id, proc.communicate()[0][-3000:]
-    server.kill()
-    killed_at = time.time()
-    time.sleep(2)
-    server.start_again()
-    out, _ = proc.communicate(timeout=600)
-    assert proc.returncode == 0, out[-6000:]
-    run = mlc.get_run(run_id)
-    assert run.info.status == "FINISHED"
-    history = mlc.get_metric_history(run_id, "epoch/train_loss")
-    assert sorted(m.step for m in history) == list(range(1, epochs + 1))
-    # training was still going when the server died (it waited for it, then went on)
-    assert any(m.timestamp / 1000 > killed_at for m in history), "the crash missed training"
-    assert "devel_ccc_mean" in run.data.metrics
+        assert wait_for(training_started, timeout=600, interval=0.2) and started, (
+            proc.communicate()[0][-3000:])
+        run_id = started[0]
+        server.kill()
+        killed_at = time.time()
+        # no sleep: the restart takes seconds (a fresh process, the store migrated), and
+        # training's log calls in that time are refused and retried
+        server.start_again()
+        out, _ = proc.communicate(timeout=600)
+        assert proc.returncode == 0, out[-6000:]
+        run = mlc.get_run(run_id)
+        assert run.info.status == "FINISHED"
+        history = mlc.get_metric_history(run_id, "epoch/train_loss")
+        assert sorted(m.step for m in history) == list(range(1, epochs + 1))
+        # training was still going when the server died (it waited for it, then went on)
+        assert any(m.timestamp / 1000 > killed_at for m in history), "the crash missed training"
+        assert "devel_ccc_mean" in run.data.metrics
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=60)
+        server.stop()
 
 
 @pytest.mark.slow
@@ -244,16 +252,17 @@ def test_auth_refuses_requests_without_credentials(
 
 @pytest.mark.slow
 def test_unreachable_server_fails_fast_in_one_line(tiny_corpus: Path, tmp_path: Path) -> None:
-    """Nothing listens on the port: one `error:` line within 30 s, exit 2, no traceback."""
+    """Nothing listens on the port: one `error:` line, exit 2, no traceback, nothing written.
+
+    How fast it fails is not asserted (no timing in tests); the limit only stops a hang on
+    a loaded machine, it is no measure.
+    """
     uri = f"http://127.0.0.1:{free_port()}"
-    start = time.monotonic()
     proc = subprocess.run(
         [SER_MLFLOW, "train", "--data-root", str(tiny_corpus), *TINY_TRAIN],
-        cwd=tmp_path, env=client_env(uri), capture_output=True, text=True, timeout=120,
+        cwd=tmp_path, env=client_env(uri), capture_output=True, text=True, timeout=600,
     )
-    elapsed = time.monotonic() - start
     assert proc.returncode == 2, proc.stderr[-2000:]
-    assert elapsed < 30, f"took {elapsed:.0f} s"
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert lines == [f"error: tracking server {uri} does not answer (connection refused); "
                      "start it (`ser-mlflow server`) or fix MLFLOW_TRACKING_URI"], proc.stderr

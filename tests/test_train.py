@@ -53,7 +53,14 @@ def test_train_run_is_complete(tiny_corpus: Path, tracking_store: str, tmp_path:
         assert key in metrics, key
     hist = client.get_metric_history(result.run_id, "epoch/devel_ccc_mean")
     assert [m.step for m in hist] == [1, 2]
-    assert len(client.get_metric_history(result.run_id, "epoch/train_loss")) == 2
+    assert [m.value for m in hist] == pytest.approx([h["devel_ccc_mean"] for h in result.history])
+    losses = sorted(client.get_metric_history(result.run_id, "epoch/train_loss"),
+                    key=lambda m: m.step)
+    assert [m.value for m in losses] == pytest.approx([h["train_loss"] for h in result.history])
+    # the final figures are the best epoch's (its weights are restored before scoring)
+    assert metrics["best_epoch"] == result.best_epoch
+    assert metrics["devel_ccc_mean"] == pytest.approx(
+        result.history[result.best_epoch - 1]["devel_ccc_mean"], abs=1e-6)
     assert run.inputs.dataset_inputs[0].dataset.digest == corpus.digest[:36]
 
     # predictions on disk equal the logged metric when re-scored from the AVEC files
@@ -160,7 +167,8 @@ def test_mlflow_run_entry_point(tiny_corpus: Path, tmp_path: Path) -> None:
 def test_sigterm_keeps_checkpoint_and_resume_finishes(tiny_corpus: Path, tmp_path: Path) -> None:
     """SIGTERM mid-training: run KILLED with a checkpoint; --resume-run-id finishes it."""
     import signal
-    import time
+
+    from services import wait_for
 
     work = tmp_path / "w"
     work.mkdir()
@@ -174,16 +182,17 @@ def test_sigterm_keeps_checkpoint_and_resume_finishes(tiny_corpus: Path, tmp_pat
                             stderr=subprocess.STDOUT, text=True)
     mlflow.set_tracking_uri(uri)
     client = MlflowClient()
-    deadline = time.time() + 240
-    run_id = None
-    while time.time() < deadline:  # wait for two finished epochs
-        time.sleep(1)
+    found: list[str] = []
+
+    def two_epochs_logged() -> bool:
         runs = mlflow.search_runs(experiment_names=["sig"], output_format="list") if (
             work / "mlflow.db").exists() else []
         if runs and len(client.get_metric_history(runs[0].info.run_id, "epoch/train_loss")) >= 2:
-            run_id = runs[0].info.run_id
-            break
-    assert run_id, "training did not reach epoch 2"
+            found.append(runs[0].info.run_id)
+        return bool(found) or proc.poll() is not None
+
+    assert wait_for(two_epochs_logged, timeout=240) and found, "training did not reach epoch 2"
+    run_id = found[0]
     proc.send_signal(signal.SIGTERM)
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode != 0
