@@ -506,7 +506,8 @@ def extract_recording(info: AudioInfo, feature_sets: Sequence[str]) -> Extracted
                 conf = Path(tmp) / "MFCC12_0_D_A.conf"
                 conf.write_text(_MFCC_CONFIG)
                 smile = opensmile.Smile(str(conf), "lld")
-                mfcc = _smile_frame(smile.process_signal(signal, SAMPLE_RATE), MFCC_COLUMNS, "MFCC")
+                frame = smile.process_signal(signal, SAMPLE_RATE)
+                mfcc = _smile_frame(frame, MFCC_COLUMNS, "MFCC")
             if "mfcc" in feature_sets:
                 out["mfcc"] = _block_means(mfcc, n)
             if "mfcc-func" in feature_sets:
@@ -519,7 +520,9 @@ def extract_recording(info: AudioInfo, feature_sets: Sequence[str]) -> Extracted
     return Extracted(info, times, {s: out[s] for s in feature_sets})
 
 
-def _egemaps_functionals(signal: np.ndarray, n: int, duration: float, opensmile: Any) -> np.ndarray:
+def _egemaps_functionals(
+    signal: np.ndarray, n: int, duration: float, opensmile: Any
+) -> np.ndarray:
     """eGeMAPS functionals on one centred 4 s window per row, in one openSMILE pass."""
     end = duration - _END_MARGIN_S
     half = WINDOW_S / 2
