@@ -683,7 +683,8 @@ def extract_folder(
         echo(
             f"note: {len(other)} recording(s) not named <Partition>_<Culture>_<NN> "
             f"({', '.join(other[:3])}{' ...' if len(other) > 3 else ''}): written for "
-            "prediction only; training reads AVEC names"
+            "prediction only; train refuses a root holding them (use another --out for "
+            "training data)"
         )
     return ExtractSummary(root, [i.name for i in infos], sets,
                           sum(i.duration_s for i in infos), elapsed, n_jobs)
