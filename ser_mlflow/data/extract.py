@@ -35,9 +35,12 @@ constants below equal to them). openSMILE is imported only when extracting.
 
 from __future__ import annotations
 
+import atexit
+import functools
 import math
 import os
 import re
+import shutil
 import tempfile
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -476,6 +479,22 @@ def _smile_frame(frame: Any, columns: Sequence[str], what: str) -> np.ndarray:
     return frame.to_numpy(dtype=np.float64)
 
 
+@functools.cache
+def _lld_smile(kind: str) -> Any:
+    """One openSMILE extractor per kind and process: setting one up costs ~0.4 s CPU."""
+    import opensmile
+
+    if kind == "egemaps":
+        return opensmile.Smile(
+            opensmile.FeatureSet.eGeMAPSv01a, opensmile.FeatureLevel.LowLevelDescriptors
+        )
+    folder = Path(tempfile.mkdtemp(prefix="ser-smile-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    conf = folder / "MFCC12_0_D_A.conf"
+    conf.write_text(_MFCC_CONFIG)
+    return opensmile.Smile(str(conf), "lld")
+
+
 def extract_recording(info: AudioInfo, feature_sets: Sequence[str]) -> Extracted:
     """Extract the given sets of one recording (openSMILE in this process).
 
@@ -493,21 +512,14 @@ def extract_recording(info: AudioInfo, feature_sets: Sequence[str]) -> Extracted
     out: dict[str, np.ndarray] = {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "eGeMAPSv01a is deprecated": AVEC's set, on purpose
-        ege = opensmile.FeatureSet.eGeMAPSv01a
         if "egemaps" in feature_sets:
-            lld = opensmile.Smile(ege, opensmile.FeatureLevel.LowLevelDescriptors)
-            out["egemaps"] = _block_means(
-                _smile_frame(lld.process_signal(signal, SAMPLE_RATE), EGEMAPS_COLUMNS, "LLD"), n
-            )
+            frame = _lld_smile("egemaps").process_signal(signal, SAMPLE_RATE)
+            out["egemaps"] = _block_means(_smile_frame(frame, EGEMAPS_COLUMNS, "LLD"), n)
         if "egemaps-func" in feature_sets:
             out["egemaps-func"] = _egemaps_functionals(signal, n, duration, opensmile)
         if "mfcc" in feature_sets or "mfcc-func" in feature_sets:
-            with tempfile.TemporaryDirectory(prefix="ser-smile-") as tmp:
-                conf = Path(tmp) / "MFCC12_0_D_A.conf"
-                conf.write_text(_MFCC_CONFIG)
-                smile = opensmile.Smile(str(conf), "lld")
-                frame = smile.process_signal(signal, SAMPLE_RATE)
-                mfcc = _smile_frame(frame, MFCC_COLUMNS, "MFCC")
+            frame = _lld_smile("mfcc").process_signal(signal, SAMPLE_RATE)
+            mfcc = _smile_frame(frame, MFCC_COLUMNS, "MFCC")
             if "mfcc" in feature_sets:
                 out["mfcc"] = _block_means(mfcc, n)
             if "mfcc-func" in feature_sets:
