@@ -2,12 +2,13 @@
 
 Speaks a batch of recordings with espeak-ng (or takes ``--audio-dir``), then extracts the
 four AVEC audio sets with 1 process and with every core, and prints audio seconds,
-wall seconds and the real-time factor of each (higher is faster; 1.0 = real time). The
-load average is printed too: on a shared machine it moves the figures.
+wall seconds and the real-time factor of each (higher is faster; 1.0 = real time), and
+the CPU seconds spent (workers included). The load average is printed too: on a shared
+machine it moves the wall figures; audio per CPU second moves less.
 
 Usage::
 
-    .venv/bin/python benchmarks/extract.py                      # 8 spoken files of ~40 s
+    .venv/bin/python benchmarks/extract.py                      # 8 spoken files of ~50 s
     .venv/bin/python benchmarks/extract.py --files 4 --jobs 1,2,4
     .venv/bin/python benchmarks/extract.py --audio-dir my_recordings --sets egemaps
 """
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -45,6 +47,14 @@ def speak(folder: Path, n_files: int, sentences_per_file: int) -> None:
                         str(folder / f"Test_XX_{i + 1:02d}.wav"), text], check=True)
 
 
+def _cpu_seconds() -> float:
+    """User + system CPU of this process and its finished children (the workers)."""
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(
+        resource.RUSAGE_CHILDREN
+    )
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--audio-dir", type=Path, default=None, help="default: spoken files")
@@ -68,13 +78,15 @@ def main(argv: list[str] | None = None) -> int:
               f"{os.cpu_count()} cores")
         for jobs in (int(j) for j in args.jobs.split(",")):
             load = os.getloadavg()[0]
+            cpu0 = _cpu_seconds()
             start = time.perf_counter()
-            s = extract_folder(audio, tmp / f"out{jobs}", feature_sets=args.sets.split(","),
-                               jobs=jobs, echo=lambda line: None)
+            extract_folder(audio, tmp / f"out{jobs}", feature_sets=args.sets.split(","),
+                           jobs=jobs, echo=lambda line: None)
             wall = time.perf_counter() - start
+            cpu = _cpu_seconds() - cpu0
             print(f"jobs={jobs}: {wall:6.1f} s wall, real-time factor {total / wall:5.1f} "
-                  f"(s of audio per s), load average before {load:.1f}")
-            del s
+                  f"(s of audio per s); {cpu:6.1f} s CPU, {total / cpu:5.1f} s of audio per "
+                  f"CPU second; load average before {load:.1f}")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return 0
