@@ -41,6 +41,7 @@ import math
 import os
 import re
 import shutil
+import sys
 import tempfile
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -495,12 +496,60 @@ def _lld_smile(kind: str) -> Any:
     return opensmile.Smile(str(conf), "lld")
 
 
+def tensorflow_loaded() -> bool:
+    """Whether this process has imported TensorFlow.
+
+    openSMILE's library, run in a process that loaded TensorFlow first, corrupts the heap
+    (``malloc(): invalid size``, then SIGABRT/SIGSEGV; seen with tensorflow 2.21 and
+    opensmile 2.6.0 when tensorflow was imported first). Such processes extract in a
+    fresh spawned process instead.
+    """
+    return "tensorflow" in sys.modules
+
+
+def _isolated(fn: Callable[..., Any], *args: Any) -> Any:
+    """``fn(*args)`` here, or in a fresh process when TensorFlow is loaded here."""
+    if not tensorflow_loaded():
+        return fn(*args)
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
+        return pool.submit(fn, *args).result()
+
+
+def opensmile_columns() -> dict[str, tuple[str, ...]]:
+    """The LLD/functional names openSMILE itself reports (what :data:`COLUMNS` must be)."""
+    return dict(_isolated(_opensmile_columns))
+
+
+def _opensmile_columns() -> dict[str, tuple[str, ...]]:
+    import warnings
+
+    import opensmile
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        func = opensmile.Smile(
+            opensmile.FeatureSet.eGeMAPSv01a, opensmile.FeatureLevel.Functionals
+        )
+        return {
+            "egemaps": tuple(_lld_smile("egemaps").feature_names),
+            "egemaps-func": tuple(func.feature_names),
+            "mfcc": tuple(_lld_smile("mfcc").feature_names),
+        }
+
+
 def extract_recording(info: AudioInfo, feature_sets: Sequence[str]) -> Extracted:
-    """Extract the given sets of one recording (openSMILE in this process).
+    """Extract the given sets of one recording (in a fresh process if TensorFlow is here).
 
     Raises:
         DataError: features that are not finite (names the file).
     """
+    return _isolated(_extract_here, info, tuple(feature_sets))  # type: ignore[no-any-return]
+
+
+def _extract_here(info: AudioInfo, feature_sets: Sequence[str]) -> Extracted:
     import warnings
 
     import opensmile
@@ -616,7 +665,8 @@ def run_extraction(
     """Extract (and, with ``out``, write) every recording on ``jobs`` processes.
 
     Separate processes, not threads: openSMILE holds the GIL through its Python
-    callbacks. ``spawn`` keeps a parent that loaded TensorFlow out of the children.
+    callbacks. ``spawn``, not fork: openSMILE must not run where TensorFlow was loaded
+    (see :func:`tensorflow_loaded`), so a parent that loaded it always uses workers.
     """
     import multiprocessing
 
@@ -628,7 +678,7 @@ def run_extraction(
     bar: Any = tqdm(total=len(infos), desc="extract", unit="rec", disable=not progress)
     done: dict[Path, Extracted] = {}
     try:
-        if jobs <= 1:
+        if jobs <= 1 and not tensorflow_loaded():
             for info in infos:
                 done[info.path] = (
                     _extract_and_write(info, feature_sets, out) if out is not None
@@ -637,7 +687,7 @@ def run_extraction(
                 bar.update()
         else:
             ctx = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
+            with ProcessPoolExecutor(max_workers=max(jobs, 1), mp_context=ctx) as pool:
                 futures = {
                     (pool.submit(_extract_and_write, i, tuple(feature_sets), out)
                      if out is not None else pool.submit(extract_recording, i,
