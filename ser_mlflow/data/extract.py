@@ -73,7 +73,6 @@ AUDIO_SUFFIXES: tuple[str, ...] = (".wav", ".flac")
 SAMPLE_RATE = 16000
 HOP_S = 0.1  # one row per label frame
 WINDOW_S = 4.0  # functionals window, centred on the row (AVEC 2019)
-LLD_STEP = 160  # samples per 10 ms LLD frame at 16 kHz
 _LLDS_PER_ROW = 10
 _HALF_WINDOW_LLDS = 200  # AVEC: int(4.0 s * 100 fps / 2)
 _END_MARGIN_S = 0.1
