@@ -127,6 +127,29 @@ def synthesize(out: Path, scale: str, seed: int) -> None:
 
 
 @main.command()
+@click.option("--audio-dir", type=click.Path(path_type=Path), required=True,
+              help="A WAV/FLAC recording or a folder of them (not recursive).")
+@click.option("--out", type=click.Path(path_type=Path), required=True,
+              help="AVEC-layout root: writes <out>/<feature_set>/<recording>.csv.")
+@click.option("--feature-sets", default="egemaps,egemaps-func,mfcc,mfcc-func", show_default=True,
+              help="Comma-separated audio sets to extract.")
+@click.option("--jobs", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Worker processes; 0 = one per core.")
+@user_errors
+def extract(audio_dir: Path, out: Path, feature_sets: str, jobs: int) -> None:
+    """Extract the AVEC 2019 audio feature sets from recordings with openSMILE."""
+    from ser_mlflow.data.extract import extract_folder
+
+    s = extract_folder(audio_dir, out, feature_sets=feature_sets.split(","), jobs=jobs,
+                       progress=True, echo=click.echo)
+    click.echo(
+        f"Extracted {'+'.join(s.feature_sets)} from {len(s.recordings)} recording(s) "
+        f"({s.audio_s:.1f} s of audio) into {s.out}/ in {s.compute_s:.1f} s on {s.jobs} "
+        f"process(es): {s.audio_s / max(s.compute_s, 1e-9):.1f} s of audio per second."
+    )
+
+
+@main.command()
 @click.option("--experiment", default=DEFAULT_EXPERIMENT, show_default=True)
 @user_errors
 def init(experiment: str) -> None:
@@ -448,12 +471,25 @@ def promote(model_name: str, challenger: str, champion: str, metric: str, force:
 @click.option("--out", type=click.Path(path_type=Path), default=Path("predictions"),
               show_default=True, help="Folder for one AVEC-format CSV per recording.")
 @click.option("--experiment", default=DEFAULT_EXPERIMENT, show_default=True)
+@click.option("--audio", type=click.Path(path_type=Path), default=None,
+              help="A WAV/FLAC recording or a folder of them: extract the model's audio "
+                   "feature sets and write a CSV and a PNG per recording (instead of "
+                   "--data-root/--partition).")
+@click.option("--jobs", type=click.IntRange(min=0), default=0, show_default=True,
+              help="With --audio: extraction processes; 0 = one per core.")
 @user_errors
-def predict(model_uri: str, data_root: Path, partition: str, out: Path, experiment: str) -> None:
-    """Predict a partition of an AVEC-layout data root with a logged or registered model."""
+def predict(model_uri: str, data_root: Path, partition: str, out: Path, experiment: str,
+            audio: Path | None, jobs: int) -> None:
+    """Predict a partition of an AVEC-layout data root, or recordings (--audio), with a model."""
     from ser_mlflow import registry
 
     import_tensorflow_quietly()
+    if audio is not None:
+        from ser_mlflow.audio_predict import predict_audio
+
+        predict_audio(model_uri=model_uri, audio=audio, out=out, experiment=experiment,
+                      jobs=jobs, progress=True, echo=click.echo)
+        return
     registry.predict(model_uri=model_uri, data_root=data_root, partition=partition, out=out,
                      experiment=experiment, echo=click.echo)
 

@@ -145,3 +145,26 @@ def fusion_stages(scores: np.ndarray, attributes: Sequence[str], *, title: str) 
     fig.tight_layout()
     plt.close(fig)
     return fig
+
+
+def emotions_over_time(
+    name: str, times: np.ndarray, values: np.ndarray, attributes: Sequence[str], *, source: str
+) -> Any:
+    """One recording's predicted attributes over time, one panel each on a shared axis."""
+    fig, axes = plt.subplots(
+        len(attributes), 1, figsize=(10, 1.7 * len(attributes) + 0.8), sharex=True, squeeze=False
+    )
+    lo = min(-1.0, float(np.min(values)) - 0.05) if values.size else -1.0
+    hi = max(1.0, float(np.max(values)) + 0.05) if values.size else 1.0
+    for j, attr in enumerate(attributes):
+        ax = axes[j, 0]
+        ax.plot(times, values[:, j], color=_color(attr, j), lw=1.4)
+        ax.axhline(0.0, color="grey", lw=0.8, ls=":")
+        ax.set_ylim(lo, hi)
+        ax.set_ylabel(attr)
+        ax.grid(alpha=0.3)
+    axes[-1, 0].set_xlabel("time (s)")
+    axes[0, 0].set_title(f"{name}: predicted emotion every 100 ms ({source})", fontsize=10)
+    fig.tight_layout()
+    plt.close(fig)
+    return fig

@@ -46,6 +46,9 @@ ROWS: dict[str, Row] = {
         ["synthesize", "--scale", "huge", "--out", "{tmp}/c"], r"'--scale': 'huge' is not one"),
     "synthesize: output folder under a file": Row(
         ["synthesize", "--scale", "tiny", "--out", "{file}/corpus"], r"Not a directory"),
+    "extract: not a WAV or FLAC file": Row(
+        ["extract", "--audio-dir", "{file}", "--out", "{tmp}/features"],
+        r"a-file: expected a WAV or FLAC file"),
     # init / every command: the tracking store
     "init: malformed tracking URI": Row(
         ["init"], r"tracking URI: expected .* got 'mlflow\.db'",

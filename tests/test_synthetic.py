@@ -19,6 +19,7 @@ from ser_mlflow.data import (
     shift_labels,
     write_synthetic_corpus,
 )
+from ser_mlflow.data.extract import COLUMNS as EXTRACTED
 
 TINY_COUNTS = {"Train": 6, "Devel": 4, "Test": 2}
 
@@ -60,7 +61,13 @@ def test_tiny_layout_and_counts(tiny: Path, tmp_path: Path) -> None:
     assert summary.n_recordings == TINY_COUNTS
     assert set(summary.feature_dims) == set(PAPER_FEATURE_SETS)
     assert summary.feature_dims["fau"] == 17 and summary.feature_dims["visual-vgg"] == 16
-    assert all(0 < d <= 39 for d in summary.feature_dims.values())
+    # the sets `extract` writes keep its columns at every scale; the other wide ones are cut
+    assert {s: summary.feature_dims[s] for s in EXTRACTED} == {
+        s: len(cols) for s, cols in EXTRACTED.items()
+    }
+    assert all(0 < d <= 39 for s, d in summary.feature_dims.items() if s not in EXTRACTED)
+    header = (tiny / "mfcc-func" / "Train_DE_01.csv").read_text().splitlines()[0].split(";")
+    assert tuple(header[2:]) == EXTRACTED["mfcc-func"]
     assert summary.bytes_written == sum(len(b) for b in _files(tiny).values()) + len(
         (tiny / "SYNTHETIC.json").read_bytes()
     )

@@ -42,8 +42,11 @@ give byte-identical files):
 Dimensions: egemaps 23, egemaps-func 88, egemaps-xbow 100, mfcc 39, mfcc-func 78,
 mfcc-xbow 100, fau 17, fau-func 34 and visual-xbow 100 are the real sizes;
 deepspectrum (real 4096 -> 128), visual-resnet (2048 -> 64) and visual-vgg (4096 -> 64)
-are reduced to keep the corpus small and fast. At ``tiny`` scale the sets wider than 40
-columns are cut to 16 (the others keep their real size).
+are reduced to keep the corpus small and fast. The four sets ``ser-mlflow extract``
+computes from audio (egemaps, egemaps-func, mfcc, mfcc-func) carry exactly its column
+names and counts (``ser_mlflow.data.extract.COLUMNS``), at every scale, so a model trained
+here reads extracted files and the other way round (the numbers differ; the path does
+not). At ``tiny`` scale the other sets wider than 40 columns are cut to 16.
 
 Scales (recordings DE+HU per partition, frames per recording):
 
@@ -65,6 +68,8 @@ import numpy as np
 
 from ser_mlflow.config import AUDIO_FEATURE_SETS, PAPER_FEATURE_SETS
 from ser_mlflow.data.avec import LABELS_FOLDER, PARTITIONS, write_avec_csv
+from ser_mlflow.data.extract import COLUMNS as EXTRACTED_COLUMNS
+from ser_mlflow.data.extract import EGEMAPS_COLUMNS, MFCC_COLUMNS
 
 __all__ = ["ATTRIBUTES", "CULTURES", "SCALES", "SyntheticSummary", "write_synthetic_corpus"]
 
@@ -72,7 +77,7 @@ SCALES: tuple[str, ...] = ("full", "small", "tiny")
 CULTURES: tuple[str, ...] = ("DE", "HU")
 ATTRIBUTES: tuple[str, ...] = ("arousal", "valence", "liking")
 MARKER = "SYNTHETIC.json"
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2  # 2: audio sets named as `extract` writes them
 
 _FRAME_S = 0.1
 _WINDOW = 20  # functionals: 2 s sliding windows (AVEC 2019 used 4 s; see the module doc)
@@ -84,7 +89,7 @@ _FLUCT_SD = 0.2  # within-recording spread
 _LATENT_SD = float(np.hypot(_REC_SD, _FLUCT_SD))
 _MODALITY_SHARE = 0.7  # share of a set's nuisance common to its modality
 _N_FACTORS = 4  # smooth nuisance factors mixed into every set's columns
-_WIDE = 40  # at tiny scale, sets with more columns than this are cut
+_WIDE = 40  # at tiny scale, sets with more columns than this are cut (not extractable ones)
 _SPEAKER_OFFSET = 0.25  # per-recording column offsets, in units of the signal spread
 _SPEAKER_GAIN = 0.15  # log-sd of per-recording column gains
 _CULTURE_OFFSET = 0.2  # per-culture column offsets
@@ -103,8 +108,8 @@ _SCALES: dict[str, _Scale] = {
     "tiny": _Scale({"Train": (3, 3), "Devel": (2, 2), "Test": (1, 1)}, (60, 120), 16),
 }
 
-# eGeMAPS LLDs as in openSMILE (2 bandwidths dropped to get AVEC's 23), with a plausible
-# (mean, sd) per column so that columns live on very different scales like the real ones.
+# eGeMAPSv01a LLDs as openSMILE writes them (AVEC's 23), with a plausible (mean, sd) per
+# column so that columns live on very different scales like the real ones.
 _EGEMAPS: tuple[tuple[str, float, float], ...] = (
     ("Loudness_sma3", 0.8, 0.5),
     ("alphaRatio_sma3", -10.0, 5.0),
@@ -131,10 +136,24 @@ _EGEMAPS: tuple[tuple[str, float, float], ...] = (
     ("F3amplitudeLogRelF0_sma3nz", -110.0, 50.0),
 )
 _AUS = (1, 2, 4, 5, 6, 7, 9, 10, 12, 14, 15, 17, 20, 23, 25, 26, 45)
-_MFCC = tuple(f"pcm_fftMag_mfcc_sma{d}[{i}]" for d in ("", "_de", "_de_de") for i in range(1, 14))
-# functionals: (suffix, offset in window-std units) applied to every LLD; the percentiles
-# of eGeMAPS are only computed for its first 14 LLDs so that the set has 88 columns
-_PCT = (("percentile20.0", -0.84), ("percentile50.0", 0.0), ("percentile80.0", 0.84))
+assert tuple(c[0] for c in _EGEMAPS) == EGEMAPS_COLUMNS
+_MFCC = MFCC_COLUMNS
+# functionals: a statistic's place relative to the window's mean, in window-std units;
+# spreads (stddev, ranges, slopes) are non-negative multiples of the window std
+_PCT = {"percentile20.0": -0.84, "percentile50.0": 0.0, "percentile80.0": 0.84}
+_SPREAD = {"pctlrange0-2": 1.68}
+
+
+def _stem_stat(column: str) -> tuple[str, str]:
+    """``F0..._sma3nz_amean`` -> (LLD stem, statistic); whole-window counts are means."""
+    if "_" not in column:  # loudnessPeaksPerSec, VoicedSegmentsPerSec, ...
+        return column, "amean"
+    stem, stat = column.rsplit("_", 1)
+    return (stem, stat) if stat != "dBp" else (column, "amean")
+
+
+def _is_spread(stat: str) -> bool:
+    return stat.startswith("stddev") or stat in _SPREAD or stat.endswith("Slope")
 
 
 @dataclass(frozen=True)
@@ -151,13 +170,8 @@ class _SetSpec:
     columns: tuple[str, ...]
 
 
-def _func_columns(lld: Sequence[str], *, n_pct: int, std_name: str) -> tuple[str, ...]:
-    cols: list[str] = []
-    for i, name in enumerate(lld):
-        cols += [f"{name}_amean", f"{name}_{std_name}"]
-        if i < n_pct:
-            cols += [f"{name}_{suffix}" for suffix, _ in _PCT]
-    return tuple(cols)
+def _func_columns(lld: Sequence[str]) -> tuple[str, ...]:
+    return tuple(f"{name}_{stat}" for name in lld for stat in ("amean", "stddev"))
 
 
 def _numbered(prefix: str, n: int) -> tuple[str, ...]:
@@ -170,21 +184,11 @@ _AU_NAMES = tuple(f"AU{a:02d}_r" for a in _AUS)
 _SETS: dict[str, _SetSpec] = {
     # audio: arousal > valence > liking
     "egemaps": _SetSpec("lld", (0.66, 0.42, 0.06), 1.0, _EGEMAPS_NAMES),
-    "egemaps-func": _SetSpec(
-        "func",
-        (0.72, 0.46, 0.08),
-        1.0,
-        _func_columns(_EGEMAPS_NAMES, n_pct=14, std_name="stddevNorm"),
-    ),
+    "egemaps-func": _SetSpec("func", (0.72, 0.46, 0.08), 1.0, EXTRACTED_COLUMNS["egemaps-func"]),
     "egemaps-xbow": _SetSpec("xbow", (0.70, 0.48, 0.08), 1.0, _numbered("egemaps_word_", 100)),
     "deepspectrum": _SetSpec("deep", (0.62, 0.40, 0.06), 1.2, _numbered("neuron_", 128)),
     "mfcc": _SetSpec("lld", (0.58, 0.36, 0.05), 1.2, _MFCC),
-    "mfcc-func": _SetSpec(
-        "func",
-        (0.62, 0.38, 0.05),
-        1.2,
-        _func_columns(_MFCC, n_pct=0, std_name="stddev"),
-    ),
+    "mfcc-func": _SetSpec("func", (0.62, 0.38, 0.05), 1.2, EXTRACTED_COLUMNS["mfcc-func"]),
     "mfcc-xbow": _SetSpec("xbow", (0.56, 0.34, 0.04), 1.2, _numbered("mfcc_word_", 100)),
     # video: valence > arousal > liking; the FAU sets are the best on valence
     "fau": _SetSpec("au", (0.45, 0.80, 0.10), 1.0, _AU_NAMES),
@@ -192,13 +196,14 @@ _SETS: dict[str, _SetSpec] = {
         "func",
         (0.50, 0.85, 0.12),
         1.0,
-        _func_columns(_AU_NAMES, n_pct=0, std_name="stddev"),
+        _func_columns(_AU_NAMES),
     ),
     "visual-xbow": _SetSpec("xbow", (0.42, 0.76, 0.08), 1.0, _numbered("visual_word_", 100)),
     "visual-resnet": _SetSpec("deep", (0.38, 0.70, 0.06), 1.2, _numbered("resnet_", 64)),
     "visual-vgg": _SetSpec("deep", (0.40, 0.72, 0.06), 1.2, _numbered("vgg_", 64)),
 }
 assert tuple(_SETS) == PAPER_FEATURE_SETS  # the folder names other modules use
+assert all(_SETS[s].columns == cols for s, cols in EXTRACTED_COLUMNS.items())
 
 
 @dataclass(frozen=True)
@@ -326,11 +331,13 @@ def _set_rng(seed: int, feature_set: str, *key: int) -> np.random.Generator:
 def _set_params(seed: int, feature_set: str, max_dim: int | None) -> _SetParams:
     spec = _SETS[feature_set]
     rng = _set_rng(seed, feature_set)
-    wide = max_dim is not None and len(spec.columns) > _WIDE
+    wide = (
+        max_dim is not None and len(spec.columns) > _WIDE and feature_set not in EXTRACTED_COLUMNS
+    )
     columns = spec.columns[:max_dim] if wide else spec.columns
     n_col = len(columns)
     if spec.kind == "func":
-        stems = {c.rsplit("_", 1)[0] for c in columns}
+        stems = {_stem_stat(c)[0] for c in columns}
         h = len(stems)  # one LLD-like source channel per functional stem
     else:
         h = n_col
@@ -346,8 +353,15 @@ def _set_params(seed: int, feature_set: str, max_dim: int | None) -> _SetParams:
         base = np.array([m for _, m, _ in _EGEMAPS])[:n_col]
         unit = np.array([s for _, _, s in _EGEMAPS])[:n_col]
     elif spec.kind == "func" and feature_set.startswith("egemaps"):
-        by_name = {n: (m, s) for n, m, s in _EGEMAPS}
-        stem_stats = [by_name[col.rsplit("_", 1)[0]] for col in columns]
+        # the LLD's own unit where the functional summarises a known LLD, else a drawn one
+        by_name = {n.lower(): (m, s) for n, m, s in _EGEMAPS}
+        drawn = {
+            stem: (float(rng.normal(0.0, 2.0)), float(np.exp(rng.normal(0.0, 1.0))))
+            for stem in sorted({_stem_stat(c)[0] for c in columns})
+        }
+        stem_stats = [
+            by_name.get(_stem_stat(col)[0].lower(), drawn[_stem_stat(col)[0]]) for col in columns
+        ]
         base = np.array([m for m, _ in stem_stats])
         unit = np.array([s for _, s in stem_stats])
     elif spec.kind == "au":
@@ -405,15 +419,13 @@ def _features(
         is_std = np.zeros(len(params.columns), dtype=bool)
         stems: dict[str, int] = {}
         for k, col in enumerate(params.columns):
-            stem, stat = col.rsplit("_", 1)
+            stem, stat = _stem_stat(col)
             src = stems.setdefault(stem, len(stems))
-            if stat == "amean":
-                cols.append(mean[:, src])
-            elif stat.startswith("stddev"):
+            if _is_spread(stat):
                 is_std[k] = True
-                cols.append(sd[:, src])
+                cols.append(_SPREAD.get(stat, 1.0) * sd[:, src])
             else:
-                cols.append(mean[:, src] + dict(_PCT)[stat] * sd[:, src])
+                cols.append(mean[:, src] + _PCT.get(stat, 0.0) * sd[:, src])
         z = np.column_stack(cols)
         # a spread is non-negative and has no offset; the other statistics share the unit
         return np.where(is_std, 0.0, params.base) + params.unit * 0.5 * z
