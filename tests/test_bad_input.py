@@ -1,16 +1,26 @@
-"""One bad-input table for every entry point: one `error:` line, exit code 2, no run left.
+"""Nothing lost, nothing left hanging: one-line errors, dead processes, lost servers, races.
 
-Each row is a command line a user could type (``{tiny}``: a tiny corpus, ``{tmp}``: the
-row's working folder, ``{file}``: a regular file there, ``{closed}``: a port nobody listens
-on), optional environment and set-up, and the message the single ``error:`` line must
-match. Rows run in-process through click's CliRunner against one SQLite store shared by
-the module (its tables are created once); after every row no run of that store may be
-FINISHED or RUNNING. Nothing here trains a network: every row fails before training.
+First, one bad-input table for every entry point: one `error:` line, exit code 2, no run
+left. Each row is a command line a user could type (``{tiny}``: a tiny corpus, ``{tmp}``:
+the row's working folder, ``{file}``: a regular file there, ``{closed}``: a port nobody
+listens on), optional environment and set-up, and the message the single ``error:`` line
+must match. Rows run in-process through click's CliRunner against one SQLite store shared
+by the module (its tables are created once); after every row no run of that store may be
+FINISHED or RUNNING. No row trains a network: every row fails before training.
+
+Then the lifecycle classes, each in its own fresh store: a SIGKILLed `train` is ended
+KILLED by the next command and resumed to its full epoch count; a tracking server lost
+mid-run ends `train` in one line and the run resumes once the server is back; four
+processes starting together on a new SQLite store and a new Optuna database all succeed.
 """
 
 from __future__ import annotations
 
+import os
 import re
+import signal
+import subprocess
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +28,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from mlflow.tracking import MlflowClient
-from services import free_port
+from services import SER_MLFLOW, client_env, free_port, start_server, wait_for
 
 from ser_mlflow.cli import main
 
@@ -210,3 +220,182 @@ def test_the_table_covers_every_entry_point() -> None:
     commands = {row.args[0] for row in ROWS.values()}
     assert set(main.commands) - commands == set(), "every command has a bad-input row"
     assert len(ROWS) >= 20
+
+
+# --------------------------------------------------------------------------- lifecycle
+
+TINY_NET = ["--units", "4,4,4", "--batch-size", "4"]
+
+
+def _error_lines(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line.startswith("error:")]
+
+
+def _steps(client: MlflowClient, run_id: str) -> list[int]:
+    return [m.step for m in client.get_metric_history(run_id, "epoch/devel_ccc_mean")]
+
+
+def _start_train(cwd: Path, corpus: Path, uri: str, epochs: int, **env: str
+                 ) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [SER_MLFLOW, "train", "--data-root", str(corpus), "--epochs", str(epochs), *TINY_NET,
+         "--experiment", "life"],
+        cwd=cwd, env=client_env(uri, **env), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True)
+
+
+def _first_checkpoint(cwd: Path, proc: subprocess.Popen[str]) -> Path:
+    """Wait until the trainer has checkpointed an epoch; return its run's folder."""
+    found: list[Path] = []
+
+    def checkpointed() -> bool:
+        found[:] = list((cwd / "ser-checkpoints").glob("*/state.json"))
+        return bool(found) or proc.poll() is not None
+
+    assert wait_for(checkpointed, timeout=300, interval=0.05)
+    assert found, proc.communicate()[1][-3000:]
+    return found[0].parent
+
+
+@pytest.mark.slow
+def test_sigkilled_run_is_ended_killed_and_resumes_once_per_epoch(
+    tiny_corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SIGKILL leaves a RUNNING run; the next command ends it KILLED in one line; a second
+    resume at once is refused; the resume finishes with exactly one point per epoch."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    epochs = 4
+    proc = _start_train(tmp_path, tiny_corpus, uri, epochs)
+    ckpt = _first_checkpoint(tmp_path, proc)
+    proc.kill()
+    proc.communicate(timeout=60)
+    run_id = ckpt.name
+    client = MlflowClient(tracking_uri=uri)
+    assert client.get_run(run_id).info.status == "RUNNING"
+
+    monkeypatch.chdir(tmp_path)
+    env = {"MLFLOW_TRACKING_URI": uri, "MLFLOW_RUN_ID": ""}
+    looked = CliRunner().invoke(main, ["init", "--experiment", "life"], env=env)
+    assert looked.exit_code == 0, looked.output
+    notes = [line for line in looked.stderr.splitlines() if line.strip()]
+    assert len(notes) == 1 and f"run {run_id}" in notes[0] and "ended KILLED" in notes[0]
+    assert f"--resume-run-id {run_id}" in notes[0]
+    run = client.get_run(run_id)
+    assert run.info.status == "KILLED"
+    assert run.data.tags["mlflow.note.content"].startswith("**KILLED**")
+
+    # another process holds the run (as a first resume does): the second one is refused
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from ser_mlflow.train import claim_run\n"
+         f"with claim_run({run_id!r}):\n print('held', flush=True); sys.stdin.read()"],
+        cwd=tmp_path, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        env=client_env(uri))
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        second = CliRunner().invoke(main, ["train", "--resume-run-id", run_id], env=env)
+    finally:
+        holder.communicate(input="", timeout=60)
+    assert second.exit_code == 2, second.output
+    assert _error_lines(second.stderr) == [second.stderr.strip()]
+    assert "being trained by another process" in second.stderr
+
+    resumed = CliRunner().invoke(main, ["train", "--resume-run-id", run_id], env=env)
+    assert resumed.exit_code == 0, resumed.output[-3000:]
+    run = client.get_run(run_id)
+    assert run.info.status == "FINISHED"
+    assert _steps(client, run_id) == list(range(1, epochs + 1))
+    assert "ser.error" not in run.data.tags and "mlflow.note.content" not in run.data.tags
+    assert len(client.search_logged_models([run.info.experiment_id])) == 1
+    assert not ckpt.exists(), "a finished run keeps no local checkpoint"
+
+
+@pytest.mark.slow
+def test_lost_server_ends_in_one_line_and_resumes_after_restart(
+    tiny_corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server dies mid-run and stays away past a 2 s retry budget: `train` ends in one
+    line naming the run and the resume command, keeps its checkpoint, and the resume
+    finishes the run once the server is back."""
+    srv = start_server(tmp_path / "srv")
+    work = tmp_path / "work"
+    work.mkdir()
+    epochs = 3
+    try:
+        proc = _start_train(work, tiny_corpus, srv.uri, epochs, SER_MLFLOW_SERVER_RETRY_S="2")
+        ckpt = _first_checkpoint(work, proc)
+        os.kill(proc.pid, signal.SIGSTOP)  # hold training while the server goes away
+        srv.kill()
+        os.kill(proc.pid, signal.SIGCONT)
+        _, err = proc.communicate(timeout=300)
+        run_id = ckpt.name
+        assert proc.returncode == 1, err[-3000:]
+        assert "Traceback" not in err
+        (line,) = _error_lines(err)
+        assert f"tracking server {srv.uri} unreachable" in line and f"run {run_id}" in line
+        assert f"ser-mlflow train --resume-run-id {run_id}" in line
+        assert (ckpt / "state.json").exists()
+
+        srv.start_again()
+        monkeypatch.chdir(work)
+        env = {"MLFLOW_TRACKING_URI": srv.uri, "MLFLOW_RUN_ID": ""}
+        resumed = CliRunner().invoke(main, ["train", "--resume-run-id", run_id], env=env)
+        assert resumed.exit_code == 0, resumed.output[-3000:]
+        client = MlflowClient(tracking_uri=srv.uri)
+        assert client.get_run(run_id).info.status == "FINISHED"
+        assert _steps(client, run_id) == list(range(1, epochs + 1))
+    finally:
+        srv.stop()
+
+
+_RACER = """
+import sys, time
+from pathlib import Path
+go = Path(sys.argv[1])
+from ser_mlflow.cli import main
+from ser_mlflow.search import open_storage, open_study
+Path(sys.argv[2]).touch()
+while not go.exists():
+    time.sleep(0.01)
+if sys.argv[3] == "init":
+    main(["init", "--experiment", "race"])
+else:
+    study = open_study(open_storage(sys.argv[3]), study_name="race", resume=False,
+                       objective="mean", keys=["devel_ccc_mean"], feature_sets=["fau"],
+                       masked_url="db")
+    print("study", study.study_name)
+"""
+
+
+def _race(tmp_path: Path, uri: str, arg: str, n: int = 4
+          ) -> list[subprocess.CompletedProcess[str]]:
+    """Start ``n`` processes, release them together, return what each did."""
+    go = tmp_path / "go"
+    procs = [subprocess.Popen([sys.executable, "-c", _RACER, str(go), str(tmp_path / f"r{i}"),
+                               arg], cwd=tmp_path, env=client_env(uri), text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+             for i in range(n)]
+    assert wait_for(lambda: all((tmp_path / f"r{i}").exists() or procs[i].poll() is not None
+                                for i in range(n)), timeout=300, interval=0.05)
+    go.touch()
+    outs = [p.communicate(timeout=300) for p in procs]
+    return [subprocess.CompletedProcess(p.args, p.returncode, o, e)
+            for p, (o, e) in zip(procs, outs, strict=True)]
+
+
+@pytest.mark.slow
+def test_four_processes_on_a_new_store_and_a_new_optuna_db_all_succeed(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    for done in _race(tmp_path, uri, "init"):
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert "Experiment 'race' (id 1)" in done.stdout
+    client = MlflowClient(tracking_uri=uri)
+    assert [e.name for e in client.search_experiments()].count("race") == 1
+
+    (tmp_path / "go").unlink()
+    db = f"sqlite:///{tmp_path / 'optuna.db'}"
+    for done in _race(tmp_path, uri, db):
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert "study race" in done.stdout
+    import optuna
+
+    assert optuna.study.get_all_study_names(db) == ["race"]
