@@ -841,6 +841,36 @@ def _log_pyfunc(**kwargs: Any) -> Any:
 # --- model registry -------------------------------------------------------------------
 
 
+def check_registry_names(model_name: str, *aliases: str) -> None:
+    """Refuse a model name or alias MLflow would reject, before anything is registered.
+
+    MLflow's own rules: a name is not empty and has no '/' or ':' (nor '..' path parts);
+    an alias is letters, digits, '_' and '-' only, not ``latest`` and not ``v<number>``.
+
+    Raises:
+        ValueError: naming the option and the rule.
+    """
+    from mlflow.exceptions import MlflowException
+    from mlflow.utils.validation import (
+        _validate_model_alias_name,
+        _validate_model_alias_name_reserved,
+        _validate_model_name,
+    )
+
+    try:
+        _validate_model_name(model_name)
+    except MlflowException as exc:
+        raise ValueError(f"model_name: {model_name!r} is not a valid registered model name "
+                         f"({exc.message.splitlines()[0]})") from None
+    for alias in aliases:
+        try:
+            _validate_model_alias_name(alias)
+            _validate_model_alias_name_reserved(alias)
+        except MlflowException as exc:
+            raise ValueError(f"alias: {alias!r} cannot be used ({exc.message.splitlines()[0]}"
+                             "); expected letters, digits, '_' or '-', e.g. champion") from None
+
+
 def register_run_model(run_id: str, model_name: str) -> Any:
     """Register the run's logged model, or return the version that already holds it."""
     configure()

@@ -252,7 +252,7 @@ def _first_checkpoint(cwd: Path, proc: subprocess.Popen[str]) -> Path:
         found[:] = list((cwd / "ser-checkpoints").glob("*/state.json"))
         return bool(found) or proc.poll() is not None
 
-    assert wait_for(checkpointed, timeout=300, interval=0.05)
+    assert wait_for(checkpointed, timeout=900, interval=0.05)
     assert found, proc.communicate()[1][-3000:]
     return found[0].parent
 
