@@ -134,7 +134,12 @@ def _check_server(uri: str) -> None:
     import requests
 
     try:
-        requests.get(f"{uri.rstrip('/')}/health", timeout=SERVER_CHECK_TIMEOUT_S)
+        answer = requests.get(f"{uri.rstrip('/')}/health", timeout=SERVER_CHECK_TIMEOUT_S)
+        if answer.status_code == 404:  # any web server answers; MLflow's has /health
+            raise TrackingUnavailable(
+                f"{_masked(uri)} answers but is not an MLflow tracking server (GET /health: "
+                "404); fix MLFLOW_TRACKING_URI"
+            )
     except requests.exceptions.SSLError:
         return  # it answered; certificates are MLflow's business (MLFLOW_TRACKING_INSECURE_TLS)
     except requests.exceptions.RequestException as exc:

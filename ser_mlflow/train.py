@@ -87,6 +87,14 @@ def prepare(cfg: TrainConfig) -> Prepared:
         DataError: bad or missing data (names the file and the problem).
     """
     corpus = load_corpus(cfg.data_root, cfg.feature_sets)
+    corpus_fingerprint(cfg.data_root)  # the run's tag reads every folder: fail before the run
+    shortest = min(corpus.partition("Train"), key=lambda r: r.n_frames)
+    if cfg.shift_frames >= shortest.n_frames:
+        raise DataError(
+            f"shift_frames: {cfg.shift_frames} frames leave no label to train on in "
+            f"{shortest.name} ({shortest.n_frames} frames, the shortest Train recording); "
+            f"expected fewer than {shortest.n_frames} (the paper shifts 1 frame)"
+        )
     if len(corpus.attributes) != 3:
         raise DataError(
             f"{Path(cfg.data_root) / 'labels'}: the alpha/beta/gamma loss needs exactly 3 "

@@ -21,7 +21,7 @@ import re
 import signal
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,6 +39,59 @@ def _file_named_mlartifacts(tmp: Path) -> None:
 
 def _config_with_unknown_step(tmp: Path) -> None:
     (tmp / "chain.yaml").write_text("steps:\n  pretrain: {epochs: 1}\n")
+
+
+def _broken_corpus(change: Callable[[Path], None]) -> Callable[[Path], None]:
+    """A set-up that copies the tiny corpus to ``{tmp}/c`` and breaks it with ``change``."""
+
+    def setup(tmp: Path) -> None:
+        import shutil
+
+        shutil.copytree(TINY[0], tmp / "c", symlinks=True)
+        change(tmp / "c")
+
+    return setup
+
+
+def _edit_line(path: Path, line: int, edit: Callable[[str], str]) -> None:
+    lines = path.read_text().splitlines(keepends=True)
+    lines[line - 1] = edit(lines[line - 1])
+    path.write_text("".join(lines))
+
+
+def _symlink_loop(c: Path) -> None:
+    (c / "fau" / "Train_DE_09.csv").symlink_to("Train_DE_09.csv")
+
+
+def _non_utf8(c: Path) -> None:
+    path = c / "fau" / "Train_DE_01.csv"
+    raw = path.read_bytes().split(b"\n")
+    raw[2] = raw[2].replace(b";", b";\xff", 1)
+    path.write_bytes(b"\n".join(raw))
+
+
+def _huge_value(c: Path) -> None:
+    _edit_line(c / "fau" / "Train_DE_01.csv", 3,
+               lambda text: ";".join([*text.split(";")[:3], "1e308", *text.split(";")[4:]]))
+
+
+def _plus_folder(c: Path) -> None:
+    (c / "fau").rename(c / "fau+x")
+
+
+def _repeated_time(c: Path) -> None:
+    path = c / "fau" / "Train_DE_01.csv"
+    lines = path.read_text().splitlines(keepends=True)
+    lines[3] = lines[2]  # line 4 repeats line 3
+    path.write_text("".join(lines))
+
+
+def _foreign_name(c: Path) -> None:
+    _edit_line(c / "fau" / "Train_DE_01.csv", 5, lambda t: t.replace("Train_DE_01", "Train_DE_02"))
+
+
+#: the session's tiny corpus, for set-ups (filled by the table's test)
+TINY: list[Path] = []
 
 
 @dataclass(frozen=True)
@@ -89,6 +142,46 @@ ROWS: dict[str, Row] = {
     "train: unwritable artifact location": Row(
         ["train", "--data-root", "{tiny}", *TRAIN, "--experiment", "unwritable-train"],
         r"artifact location: cannot write to .*mlartifacts", setup=_file_named_mlartifacts),
+    "train: empty experiment name": Row(
+        ["train", "--data-root", "{tiny}", *TRAIN, "--experiment", ""],
+        r"experiment: expected a name"),
+    "train: infinite learning rate": Row(
+        ["train", "--data-root", "{tiny}", *TRAIN, "--lr", "inf"],
+        r"lr: expected a positive learning rate, got inf"),
+    "train: negative seed": Row(
+        ["train", "--data-root", "{tiny}", *TRAIN, "--seed", "-1"],
+        r"'--seed': -1 is not in the range 0<=x<=4294967295"),
+    "train: shift past the shortest recording": Row(
+        ["train", "--data-root", "{tiny}", *TRAIN, "--shift-frames", "100000"],
+        r"shift_frames: 100000 frames leave no label to train on in Train_\w+ \(\d+ frames"),
+    "train: a symbolic link loop named like a recording": Row(
+        ["train", "--data-root", "{tmp}/c", *TRAIN],
+        r"Train_DE_09\.csv: symbolic link that leads nowhere",
+        setup=_broken_corpus(_symlink_loop)),
+    "train: a byte that is not UTF-8": Row(
+        ["train", "--data-root", "{tmp}/c", *TRAIN],
+        r"Train_DE_01\.csv: line 3 is not UTF-8 text \(byte 0xff",
+        setup=_broken_corpus(_non_utf8)),
+    "train: a value beyond float32": Row(
+        ["train", "--data-root", "{tmp}/c", *TRAIN],
+        r"fau/Train_DE_01\.csv: value 1e\+308 in column '\w+' \(column 4\) at line 3 is out "
+        r"of range", setup=_broken_corpus(_huge_value)),
+    "train: a feature-set folder with '+' in its name": Row(
+        ["train", "--data-root", "{tmp}/c", *TRAIN, "--feature-sets", "fau+x"],
+        r"feature set 'fau' not found; .*cannot be chosen.*rename fau\+x",
+        setup=_broken_corpus(_plus_folder)),
+    "train: a repeated frameTime": Row(
+        ["train", "--data-root", "{tmp}/c", *TRAIN],
+        r"Train_DE_01\.csv: column 'frameTime' \(column 2\) repeats .* at line 4",
+        setup=_broken_corpus(_repeated_time)),
+    "train: a name column that names another recording": Row(
+        ["train", "--data-root", "{tmp}/c", *TRAIN],
+        r"Train_DE_01\.csv: column 'name' \(column 1\) says 'Train_DE_02' at line 5; "
+        r"expected Train_DE_01", setup=_broken_corpus(_foreign_name)),
+    "train: a web server that is not MLflow": Row(
+        ["train", "--data-root", "{tiny}", *TRAIN],
+        r"answers but is not an MLflow tracking server \(GET /health: 404\)",
+        env={"MLFLOW_TRACKING_URI": "http://127.0.0.1:{web}"}),
     # sweeps
     "unimodal: unknown feature set": Row(
         ["unimodal", "--data-root", "{tiny}", "--feature-sets", "fau,nope", *TRAIN],
@@ -136,6 +229,13 @@ ROWS: dict[str, Row] = {
     "fusion: published windows with k = 0": Row(
         ["fusion", "--data-root", "{tiny}", "--windows", "published", "--contexts", "0,3"],
         r"contexts: windows='published' needs every k >= 1"),
+    "fusion: a context longer than a recording": Row(
+        ["fusion", "--data-root", "{tiny}", "--contexts", "100000"],
+        r"contexts: k=100000 reaches past the shortest Devel recording \(\d+ frames"),
+    "fusion: zero threads": Row(
+        ["fusion", "--data-root", "{tiny}", "--n-jobs", "0"], r"n_jobs: expected -1"),
+    "fusion: empty experiment name": Row(
+        ["fusion", "--data-root", "{tiny}", "--experiment", ""], r"experiment: expected a name"),
     "fusion: one input": Row(
         ["fusion", "--data-root", "{tiny}", "--top-n", "1"], r"top_n: fusion needs at least 2"),
     "fusion: filter that matches nothing": Row(
@@ -152,6 +252,19 @@ ROWS: dict[str, Row] = {
         r"filter: no FINISHED run with metric 'devel_ccc_mean' matches"),
     "register: malformed filter": Row(
         ["register", "--filter", "((("], r"filter: .* is not valid"),
+    "register: reserved alias latest": Row(
+        ["register", "--alias", "latest"], r"alias: 'latest' cannot be used \('latest' alias"),
+    "register: version-like alias": Row(
+        ["register", "--alias", "v3"], r"alias: 'v3' cannot be used \(Version alias name"),
+    "register: alias with a space and '!'": Row(
+        ["register", "--alias", "bad alias!"], r"alias: 'bad alias!' cannot be used"),
+    "register: empty model name": Row(
+        ["register", "--model-name", ""], r"model_name: '' is not a valid registered model"),
+    "register: model name that is a path": Row(
+        ["register", "--model-name", "../../etc/x"],
+        r"model_name: '\.\./\.\./etc/x' is not a valid registered model name"),
+    "promote: reserved alias": Row(
+        ["promote", "--champion", "latest"], r"alias: 'latest' cannot be used"),
     "promote: unknown model": Row(
         ["promote", "--model-name", "nope"], r"model_name: no registered model 'nope'"),
     "predict: unknown model alias": Row(
@@ -167,6 +280,10 @@ ROWS: dict[str, Row] = {
     "server: unwritable artifacts destination": Row(
         ["server", "--artifacts-destination", "{file}/art", "--port", "{closed}"],
         r"artifacts_destination: cannot write to .*Not a directory"),
+    "server: a short admin password": Row(
+        ["server", "--auth", "--port", "{closed}", "--backend-store-uri", "sqlite:///{tmp}/s.db"],
+        r"MLFLOW_AUTH_ADMIN_PASSWORD: expected at least 12 characters",
+        env={"MLFLOW_AUTH_ADMIN_PASSWORD": "short"}),
     "server: port out of range": Row(
         ["server", "--port", "70000"], r"'--port': 70000 is not in the range"),
     "ui: port out of range": Row(["ui", "--port", "0"], r"'--port': 0 is not in the range"),
@@ -183,6 +300,26 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> str:
     return uri
 
 
+@pytest.fixture(scope="module")
+def web_server() -> Iterator[int]:
+    """A plain HTTP server that is not MLflow (it answers 404 to everything)."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class NotFound(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            self.send_error(404)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), NotFound)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield int(httpd.server_address[1])
+    httpd.shutdown()
+
+
 def _fill(text: str, values: dict[str, str]) -> str:
     for key, value in values.items():
         text = text.replace("{" + key + "}", value)
@@ -191,13 +328,15 @@ def _fill(text: str, values: dict[str, str]) -> str:
 
 @pytest.mark.parametrize("row", list(ROWS.values()), ids=list(ROWS))
 def test_bad_input_gives_one_line_and_exit_2(
-    row: Row, store: str, tiny_corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    row: Row, store: str, tiny_corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    web_server: int,
 ) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)
     monkeypatch.delenv("MLFLOW_EXPERIMENT_ID", raising=False)
     (tmp_path / "a-file").write_text("not a folder\n")
-    values = {"tiny": str(tiny_corpus), "tmp": str(tmp_path),
+    TINY[:] = [tiny_corpus]
+    values = {"tiny": str(tiny_corpus), "tmp": str(tmp_path), "web": str(web_server),
               "file": str(tmp_path / "a-file"), "closed": str(free_port())}
     if row.setup is not None:
         row.setup(tmp_path)
@@ -214,6 +353,7 @@ def test_bad_input_gives_one_line_and_exit_2(
     runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
     assert not [(r.info.run_name, r.info.status) for r in runs
                 if r.info.status in ("FINISHED", "RUNNING")]
+    assert not client.search_registered_models(), "nothing may be registered"
 
 
 def test_the_table_covers_every_entry_point() -> None:
