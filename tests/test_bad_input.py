@@ -539,3 +539,28 @@ def test_four_processes_on_a_new_store_and_a_new_optuna_db_all_succeed(tmp_path:
     import optuna
 
     assert optuna.study.get_all_study_names(db) == ["race"]
+
+
+# --------------------------------------------------------------------------- serving
+
+
+def test_serving_refuses_float32_overflow_and_orders_rows_by_time() -> None:
+    import numpy as np
+    import pandas as pd
+
+    from ser_mlflow.pyfunc import InputError, split_recordings, time_ordered
+
+    cols = ["fau:a", "fau:b"]
+    good = pd.DataFrame({"name": ["x"] * 4 + ["y"] * 2, "timestamp": [0.0, .1, .2, .3, 0, .1],
+                         "fau:a": np.arange(6.0), "fau:b": np.arange(6.0) * 2})
+    shuffled = good.iloc[[2, 0, 3, 1, 5, 4]].reset_index(drop=True)
+    names, feats, stamps = split_recordings(shuffled, cols)
+    assert names == ["x", "y"]
+    assert [s.tolist() for s in stamps] == [[0.0, .1, .2, .3], [0.0, .1]]
+    assert feats[0][:, 0].tolist() == [0.0, 1.0, 2.0, 3.0] and feats[1][:, 0].tolist() == [4, 5]
+    assert time_ordered(shuffled).equals(good)
+    with pytest.raises(InputError, match=r"non-finite value 1e\+308 at row 1, column 'fau:b' "
+                                         r"\(in float32"):
+        split_recordings(good.assign(**{"fau:b": [0, 1e308, 0, 0, 0, 0]}), cols)
+    with pytest.raises(InputError, match=r"recording 'x' has two rows with timestamp 0\.1"):
+        split_recordings(good.assign(timestamp=[0, .1, .1, .3, 0, .1]), cols)
