@@ -448,6 +448,16 @@ def test_sigkilled_run_is_ended_killed_and_resumes_once_per_epoch(
     assert len(client.search_logged_models([run.info.experiment_id])) == 1
     assert not ckpt.exists(), "a finished run keeps no local checkpoint"
 
+    # loading and using the model in a fresh process prints no TensorFlow C++ lines
+    load = subprocess.run(
+        [sys.executable, "-c", "import mlflow\n"
+         f"m = mlflow.pyfunc.load_model('runs:/{run_id}/model')\n"
+         "print(m.predict(m.input_example).shape)"],
+        cwd=tmp_path, env=client_env(uri, MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR="false"),
+        capture_output=True, text=True, timeout=600)
+    assert load.returncode == 0, load.stderr[-3000:]
+    assert not re.search(r"^[IWEF]0000 |oneDNN|cuInit|absl::", load.stderr, re.M), load.stderr
+
 
 @pytest.mark.slow
 def test_lost_server_ends_in_one_line_and_resumes_after_restart(
@@ -564,3 +574,61 @@ def test_serving_refuses_float32_overflow_and_orders_rows_by_time() -> None:
         split_recordings(good.assign(**{"fau:b": [0, 1e308, 0, 0, 0, 0]}), cols)
     with pytest.raises(InputError, match=r"recording 'x' has two rows with timestamp 0\.1"):
         split_recordings(good.assign(timestamp=[0, .1, .1, .3, 0, .1]), cols)
+
+
+# --------------------------------------------------------------------------- runtime classes
+
+
+def test_runtime_failures_map_to_one_line_and_exit_1() -> None:
+    """What `describe_failure` makes of real failures the table cannot provoke cheaply."""
+    import sqlite3
+
+    from ser_mlflow.cli import describe_failure
+    from ser_mlflow.tracking import TrackingLost
+
+    try:
+        with open("/dev/full", "w") as fh:  # a real ENOSPC from the kernel
+            fh.write("x")
+    except OSError as exc:
+        full = exc
+    code, line = describe_failure(full)
+    assert code == 1 and line.startswith("disk full") and "\n" not in line
+    db = sqlite3.OperationalError("database or disk is full")
+    assert describe_failure(db) == (1, describe_failure(db)[1])
+    assert describe_failure(db)[1].startswith("disk full: the tracking database")
+    assert describe_failure(TrackingLost("tracking server x unreachable")) == (
+        1, "tracking server x unreachable")
+    code, line = describe_failure(RuntimeError("first line\nsecond line"))
+    assert code == 1 and line.startswith("RuntimeError: first line (unexpected")
+
+
+# --------------------------------------------------------------------------- our processes
+
+
+@pytest.mark.slow
+def test_killing_the_printed_pid_stops_server_and_workers(tmp_path: Path) -> None:
+    """SIGKILL of the pid `ser-mlflow server` prints: no worker keeps serving the port."""
+    import socket
+
+    srv = start_server(tmp_path, extra=["--workers", "2"])
+    try:
+        (pid,) = re.findall(r"Stop it \(server and workers\): Ctrl-C, or kill (\d+)",
+                            srv.output())
+        assert int(pid) == srv.proc.pid
+        port = int(srv.uri.rsplit(":", 1)[1])
+
+        def serving() -> bool:
+            out = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+            return any(f"--port {port}" in line for line in out.splitlines())
+
+        assert serving()
+        os.kill(int(pid), signal.SIGKILL)  # the pid alone, not its group
+        srv.proc.wait(timeout=60)
+
+        def port_free() -> bool:
+            with socket.socket() as sock:
+                return sock.connect_ex(("127.0.0.1", port)) != 0
+
+        assert wait_for(lambda: port_free() and not serving(), timeout=120, interval=0.2)
+    finally:
+        srv.stop()
