@@ -445,6 +445,7 @@ TAG_HOST = "ser.host"
 TAG_PID = "ser.pid"
 TAG_PID_START = "ser.pid_start"
 TAG_HEARTBEAT = "ser.heartbeat"
+TAG_HEARTBEAT_EVERY = "ser.heartbeat_s"  # set when the heartbeat is renewed
 STALE_AFTER_ENV = "SER_MLFLOW_STALE_AFTER_S"
 DEFAULT_STALE_AFTER_S = 600.0  # a run on another machine: no heartbeat for this long
 HEARTBEAT_S = 30.0
@@ -489,6 +490,8 @@ def liveness_tags() -> dict[str, str]:
     import time
 
     tags = {TAG_HOST: _hostname(), TAG_PID: str(os.getpid()), TAG_HEARTBEAT: f"{time.time():.0f}"}
+    if not tracking_uri().startswith("sqlite:"):  # see _heartbeat_start
+        tags[TAG_HEARTBEAT_EVERY] = f"{HEARTBEAT_S:g}"
     start = _process_start(os.getpid())
     if start is not None:
         tags[TAG_PID_START] = start
@@ -541,6 +544,8 @@ def stale_reason(run: Run) -> str | None:
         if _process_alive(pid, tags.get(TAG_PID_START)):
             return None
         return f"its process {pid} on {host} is gone"
+    if TAG_HEARTBEAT_EVERY not in tags:  # no renewed heartbeat: only its host can tell
+        return None
     try:
         age = time.time() - float(tags.get(TAG_HEARTBEAT, "0"))
     except ValueError:
