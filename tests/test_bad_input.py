@@ -300,19 +300,6 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> str:
     return uri
 
 
-@pytest.fixture(autouse=True)
-def _http_retry_settings_restored() -> Iterator[None]:
-    """Commands set MLflow's HTTP retry variables in their process; in-process rows must
-    leave the test process's environment as they found it."""
-    keys = [k for k in os.environ if k.startswith("MLFLOW_HTTP_REQUEST_")]
-    saved = {k: os.environ[k] for k in keys}
-    yield
-    for key in [k for k in os.environ if k.startswith("MLFLOW_HTTP_REQUEST_")]:
-        if key not in saved:
-            del os.environ[key]
-    os.environ.update(saved)
-
-
 @pytest.fixture(scope="module")
 def web_server() -> Iterator[int]:
     """A plain HTTP server that is not MLflow (it answers 404 to everything)."""
