@@ -219,6 +219,7 @@ def claim_run(run_id: str) -> Any:
                 if not checkpoint_dir(run_id).exists():
                     with contextlib.suppress(OSError):
                         lock.unlink()
+                        lock.parent.rmdir()  # only when no other run keeps a checkpoint
     except LockBusy:
         raise ValueError(
             f"resume_run_id: run {run_id} is being trained by another process on this "
