@@ -41,7 +41,11 @@ def _optional_float(value: str | float | None, name: str) -> float | None:
 
 
 def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn bad input into one line + exit 2, Ctrl-C into exit 130."""
+    """Turn every failure into one line: exit 2 for bad input or configuration, 1 for
+    runtime failures (a lost server, a full disk, a bug), 130 for Ctrl-C.
+
+    ``SER_MLFLOW_DEBUG=1`` re-raises unexpected errors with their traceback.
+    """
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -49,6 +53,8 @@ def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
 
         try:
             return fn(*args, **kwargs)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
         except (DataError, ValueError, FileNotFoundError) as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(2)
@@ -59,8 +65,54 @@ def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         except KeyboardInterrupt:
             click.echo("interrupted: the run was ended KILLED", err=True)
             sys.exit(130)
+        except Exception as exc:
+            code, line = describe_failure(exc)
+            if code == 1 and os.environ.get("SER_MLFLOW_DEBUG"):
+                raise
+            click.echo(f"error: {line}", err=True)
+            sys.exit(code)
 
     return wrapper
+
+
+def describe_failure(exc: Exception) -> tuple[int, str]:
+    """(exit code, one line) for a failure that is not plain bad input.
+
+    MLflow's REST errors name the HTTP status: 401/403 are configuration (credentials,
+    permissions: exit 2), 404 on an API endpoint means the URI is not an MLflow server.
+    """
+    import errno
+
+    from ser_mlflow import tracking
+
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+    if isinstance(exc, tracking.TrackingLost):
+        return 1, str(exc)
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        where = f" writing {exc.filename}" if exc.filename else ""
+        return 1, (f"disk full{where} ({exc.strerror}); free space, then run the command "
+                   "again (a KILLED/FAILED training run continues with --resume-run-id)")
+    if "database or disk is full" in str(exc):
+        return 1, ("disk full: the tracking database cannot grow (SQLite: database or disk is "
+                   "full); free space, then run the command again")
+    status = getattr(exc, "get_http_status_code", lambda: None)()
+    uri = tracking.tracking_uri()
+    if status == 401 or "401 != 200" in first:
+        return 2, (f"tracking server {uri} refused the credentials (401): export "
+                   "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD of a user it knows")
+    if status == 403 or "403 != 200" in first:
+        return 2, (f"tracking server {uri}: permission denied (403) for this user; ask an "
+                   "admin for EDIT on the experiment, or use another --experiment")
+    if getattr(exc, "error_code", "") == "ENDPOINT_NOT_FOUND" or "404 != 200" in first:
+        return 2, (f"{uri} answers but is not an MLflow tracking server (404 on its REST "
+                   "API); fix MLFLOW_TRACKING_URI")
+    if tracking.is_connection_loss(exc):
+        return 1, (f"tracking server {uri} unreachable: {first}")
+    if isinstance(exc, OSError):
+        where = f"{exc.filename}: " if exc.filename else ""
+        return 1, f"{where}{exc.strerror or first}"
+    return 1, (f"{type(exc).__name__}: {first} (unexpected; SER_MLFLOW_DEBUG=1 shows the "
+               "traceback)")
 
 
 class OneLineUsageError(click.ClickException):
@@ -202,7 +254,8 @@ def training_options(fn: Callable[..., Any]) -> Callable[..., Any]:
             show_default=True,
             help="Label shift to the front for training (1 frame = 0.1 s).",
         ),
-        click.option("--seed", type=int, default=0, show_default=True),
+        click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0,
+                     show_default=True),
         click.option(
             "--experiment",
             default=DEFAULT_EXPERIMENT,
@@ -233,6 +286,52 @@ def check_feature_sets(data_root: Path, feature_sets: Sequence[str]) -> None:
                         f"found; available: {', '.join(available)}")
 
 
+def check_experiment_name(name: str) -> None:
+    """An empty experiment name would reach MLflow as a traceback (train, fusion)."""
+    if not str(name).strip():
+        raise ValueError(f"experiment: expected a name (e.g. {DEFAULT_EXPERIMENT}), got "
+                         f"{name!r}")
+
+
+def check_fusion_options(kw: dict[str, Any]) -> None:
+    """Refuse fusion settings that cannot work, before any data or run is touched.
+
+    A context window longer than the shortest Devel recording has no frames to look at,
+    and the frame-window matrix grows with (2k+1): k=100000 would ask for terabytes.
+
+    Raises:
+        ValueError: naming the option, the bound and why.
+    """
+    check_experiment_name(kw["experiment"])
+    if kw["n_jobs"] == 0:
+        raise ValueError("n_jobs: expected -1 (every core) or a positive number of threads, "
+                         "got 0")
+    try:
+        ks = [int(float(k)) for k in str(kw["contexts"]).split(",") if k.strip()]
+    except ValueError:
+        return  # the fusion names the malformed value itself
+    labels = Path(kw["data_root"]) / "labels"
+    lengths = []
+    for path in sorted(labels.glob("Devel_*.csv")):
+        with open(path, "rb") as fh:
+            lengths.append(max(sum(1 for _ in fh) - 1, 0))
+    if not ks or not lengths:
+        return
+    shortest, k = min(lengths), max(ks)
+    if k >= shortest:
+        raise ValueError(f"contexts: k={k} reaches past the shortest Devel recording "
+                         f"({shortest} frames in {labels}); expected k < {shortest}")
+    if kw.get("context", "frames") == "frames":
+        # frames x (2k+1) window x top_n systems x 3 attributes, float64
+        need = sum(lengths) * (2 * k + 1) * max(int(kw["top_n"]), 1) * 3 * 8
+        free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        if need > free:
+            raise ValueError(f"contexts: k={k} needs about {need / 2**30:.1f} GiB for the "
+                             f"frame windows of up to {kw['top_n']} systems; "
+                             f"{free / 2**30:.1f} GiB is free; choose a smaller k or "
+                             "--context mean")
+
+
 def build_train_config(*, feature_sets: str, **kw: Any) -> TrainConfig:
     """The one place CLI strings become a TrainConfig (shared by every training command)."""
     loss = LossConfig.from_name(
@@ -241,6 +340,7 @@ def build_train_config(*, feature_sets: str, **kw: Any) -> TrainConfig:
         beta=_optional_float(kw.get("beta"), "beta"),
         gamma=_optional_float(kw.get("gamma"), "gamma"),
     )
+    check_experiment_name(kw["experiment"])
     model = ModelConfig(units=parse_units(kw["units"]), dropout=kw["dropout"], lr=kw["lr"])
     return TrainConfig(
         data_root=Path(kw["data_root"]),
@@ -556,6 +656,7 @@ def fusion(**kw: Any) -> None:
     """
     from ser_mlflow import latefusion, tracking
 
+    check_fusion_options(kw)
     kw["filter_string"] = kw["filter_string"] or None
     latefusion.run_fusion(echo=click.echo, **kw)
     click.echo(tracking.ui_hint())
@@ -702,9 +803,6 @@ def search(
 @user_errors
 def ui(port: int, host: str, links_only: bool) -> None:
     """Start the MLflow UI on this project's store and print the latest saved views."""
-    import signal
-    import subprocess
-
     from ser_mlflow import tracking, views
 
     uri = tracking.tracking_uri()
@@ -725,17 +823,10 @@ def ui(port: int, host: str, links_only: bool) -> None:
     if links_only:
         return
     cmd = views.ui_server_command(uri=uri, host=host, port=port)
-    click.echo(f"MLflow UI on {base} (store {uri}); Ctrl-C stops it.")
-    proc = subprocess.Popen(cmd, env=views.ui_server_env())
-    try:
-        code = proc.wait()
-    except KeyboardInterrupt:  # the server got the same Ctrl-C; give it time to stop
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        return
+    click.echo(f"MLflow UI on {base} (store {uri}).")
+    from ser_mlflow.server import run_supervised
+
+    code = run_supervised(cmd, views.ui_server_env(), echo=click.echo)
     if code:
         raise SystemExit(code)
 

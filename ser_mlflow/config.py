@@ -6,6 +6,7 @@ exactly the values used. Paper defaults (Atmaja & Akagi 2020) are the field defa
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -140,7 +141,7 @@ class ModelConfig:
     def __post_init__(self) -> None:
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout: expected a value in [0, 1), got {self.dropout}")
-        if not self.lr > 0:
+        if not (self.lr > 0 and math.isfinite(self.lr)):
             raise ValueError(f"lr: expected a positive learning rate, got {self.lr}")
         if self.optimizer not in ("rmsprop", "adam"):
             raise ValueError(f"optimizer: expected rmsprop or adam, got {self.optimizer!r}")
@@ -167,6 +168,8 @@ class TrainConfig:
             raise ValueError(f"batch_size: expected a positive integer, got {self.batch_size}")
         if self.shift_frames < 0:
             raise ValueError(f"shift_frames: expected 0 or more frames, got {self.shift_frames}")
+        if not 0 <= self.seed < 2**32:  # numpy's and Keras' seeds are unsigned 32-bit
+            raise ValueError(f"seed: expected an integer in [0, 2**32), got {self.seed}")
 
     @classmethod
     def from_params(

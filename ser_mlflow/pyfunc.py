@@ -7,8 +7,11 @@ so ``mlflow.pyfunc.load_model(uri).predict(df)`` works in a fresh process from t
 Input frame: one row per frame, columns ``name`` (recording), ``timestamp`` and every
 feature column as ``<feature_set>:<column>`` — the prefix tells the columns of two feature
 sets apart in bimodal models (e.g. ``egemaps:F0semitone`` next to ``fau:AU01_r``). Rows of
-one recording must be contiguous and in time order. Output: ``name``, ``timestamp`` and one
-column per attribute, shifted back by the training label shift (aligned with the labels).
+one recording must be contiguous; within a recording they are sorted by ``timestamp``
+(the network reads a sequence, so row order is time order) and the output comes in that
+order. Values must be finite in float32, the precision the network computes in. Output:
+``name``, ``timestamp`` and one column per attribute, shifted back by the training label
+shift (aligned with the labels).
 """
 
 from __future__ import annotations
@@ -60,11 +63,13 @@ def split_recordings(
             f"{' ...' if len(extra) > 5 else ''}"
         )
     values = df.loc[:, list(feature_columns)].to_numpy(dtype=np.float64, na_value=np.nan)
-    bad = ~np.isfinite(values)
+    bad = ~np.isfinite(values) | (np.abs(values) > _FLOAT32_MAX)
     if bad.any():
         r, c = np.argwhere(bad)[0]
         raise InputError(
-            f"input: non-finite value {values[r, c]} at row {r}, column {feature_columns[c]!r}"
+            f"input: non-finite value {values[r, c]} at row {r}, column "
+            f"{feature_columns[c]!r} (in float32, the network's precision); expected finite "
+            f"|x| <= {_FLOAT32_MAX:.3g}"
         )
     names = df[NAME_COL].astype(str).str.strip("'").to_numpy()
     change = np.flatnonzero(names[1:] != names[:-1]) + 1
@@ -73,10 +78,34 @@ def split_recordings(
     order = [str(names[s]) for s in starts]
     if len(set(order)) != len(order):
         raise InputError("input: the rows of each recording must be contiguous")
-    times = df[TIME_COL].to_numpy(dtype=np.float64)
-    feats = [values[s:e].astype(np.float32) for s, e in zip(starts, ends, strict=True)]
-    stamps = [times[s:e] for s, e in zip(starts, ends, strict=True)]
+    try:
+        times = df[TIME_COL].to_numpy(dtype=np.float64)
+    except (TypeError, ValueError):
+        raise InputError(f"input: column {TIME_COL!r} must hold numbers (seconds)") from None
+    if not np.isfinite(times).all():
+        raise InputError(f"input: non-finite {TIME_COL!r} at row "
+                         f"{int(np.flatnonzero(~np.isfinite(times))[0])}")
+    feats, stamps = [], []
+    for name, s, e in zip(order, starts, ends, strict=True):
+        idx = s + np.argsort(times[s:e], kind="stable")  # time order within the recording
+        stamp = times[idx]
+        if np.any(np.diff(stamp) == 0):
+            raise InputError(f"input: recording {name!r} has two rows with timestamp "
+                             f"{stamp[np.flatnonzero(np.diff(stamp) == 0)[0]]:g}")
+        feats.append(values[idx].astype(np.float32))
+        stamps.append(stamp)
     return order, feats, stamps
+
+
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def time_ordered(df: pd.DataFrame) -> pd.DataFrame:
+    """The frame with each recording's (contiguous) rows sorted by timestamp."""
+    names = df[NAME_COL].astype(str).str.strip("'")
+    block = (names != names.shift()).cumsum().to_numpy()
+    return (df.assign(_block=block).sort_values(["_block", TIME_COL], kind="stable")
+            .drop(columns="_block").reset_index(drop=True))
 
 
 class SERModel(PythonModel):
@@ -102,6 +131,9 @@ class SERModel(PythonModel):
                 for i in range(len(meta.get("inputs", [])))
             ]
             return
+        from ser_mlflow._quiet import import_tensorflow_quietly
+
+        import_tensorflow_quietly()  # no C++ start-up lines in a serving or loading process
         import keras
 
         from ser_mlflow.data import Standardizer
@@ -133,6 +165,7 @@ class SERModel(PythonModel):
         """Run every input model on its own raw feature columns -> ``<system>:<attr>``."""
         meta = self.meta
         split_recordings(model_input, meta["raw_columns"])  # validate once, clearly
+        model_input = time_ordered(model_input)  # the input models answer in time order
         out = model_input[[NAME_COL, TIME_COL]].reset_index(drop=True)
         for spec, model in zip(meta["inputs"], self.inputs, strict=True):
             cols = [NAME_COL, TIME_COL, *spec["feature_columns"]]

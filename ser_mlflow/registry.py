@@ -53,6 +53,7 @@ def register_best(
     Raises:
         ValueError: no FINISHED run matches, or none has the metric.
     """
+    tracking.check_registry_names(model_name, alias)
     flt = filter_string if filter_string else default_filter(data_root)
     full = f"{flt} and attributes.status = 'FINISHED'"
     runs = [
@@ -111,8 +112,9 @@ def promote(
     champion version. A refused promotion changes nothing.
 
     Raises:
-        ValueError: unknown model or alias.
+        ValueError: unknown model or alias, or a name MLflow would refuse.
     """
+    tracking.check_registry_names(model_name, challenger, champion)
     new = tracking.model_version_by_alias(model_name, challenger)
     try:
         old = tracking.model_version_by_alias(model_name, champion)

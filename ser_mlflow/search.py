@@ -263,8 +263,11 @@ def open_storage(
         path = url[len("sqlite:///") :]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
+    from ser_mlflow.locks import sqlite_init_lock
+
     try:
-        with warnings.catch_warnings():
+        # processes opening a new SQLite file together would each create its schema
+        with sqlite_init_lock(url), warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             storage = optuna.storages.RDBStorage(
                 url,

@@ -15,8 +15,8 @@ machines needs one tracking server they all talk to. This module builds the
 
 Bad settings are refused before anything starts, in one line (``ValueError``): a malformed
 store URI, a missing database driver, an artifact folder that cannot be written, a port in
-use. The server itself then replaces this process (``exec``), so Ctrl-C and SIGTERM reach
-MLflow directly and it shuts down its workers as it does without this wrapper.
+use. The server then runs as a child of this process, in one process group with its
+workers: SIGTERM or Ctrl-C to the printed pid stops them all (:func:`run_supervised`).
 """
 
 from __future__ import annotations
@@ -51,6 +51,7 @@ ADMIN_PASSWORD_FILE = "basic_auth_admin_password"
 ADMIN_USERNAME_ENV = "MLFLOW_AUTH_ADMIN_USERNAME"
 ADMIN_PASSWORD_ENV = "MLFLOW_AUTH_ADMIN_PASSWORD"
 DEFAULT_ADMIN_USERNAME = "admin"
+MIN_PASSWORD_LENGTH = 12
 SECRET_KEY_ENV = "MLFLOW_FLASK_SERVER_SECRET_KEY"
 STORE_ENV = "MLFLOW_BACKEND_STORE_URI"  # read by `mlflow server` as --backend-store-uri
 SECRET_KEY_FILE = "basic_auth_secret_key"
@@ -256,6 +257,9 @@ def admin_password(folder: Path, *, database_uri: str, echo: Echo) -> str | None
     ``basic_auth_admin_password`` beside it and reused on later starts.
     """
     if os.environ.get(ADMIN_PASSWORD_ENV):
+        if len(os.environ[ADMIN_PASSWORD_ENV]) < MIN_PASSWORD_LENGTH:  # MLflow's own rule
+            raise ValueError(f"{ADMIN_PASSWORD_ENV}: expected at least {MIN_PASSWORD_LENGTH} "
+                             "characters (MLflow refuses shorter passwords)")
         return os.environ[ADMIN_PASSWORD_ENV]
     path = sqlite_path(database_uri)
     saved = (path.resolve().parent if path else folder) / ADMIN_PASSWORD_FILE
@@ -294,6 +298,22 @@ def _write_private(path: Path, text: str) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, stat.S_IRUSR | stat.S_IWUSR)
     with os.fdopen(fd, "w") as fh:
         fh.write(text + "\n")
+
+
+def _private_sqlite(uri: str) -> None:
+    """The users database holds password hashes: owner-only like the password file.
+
+    MLflow creates it with the umask's mode (644); an empty file made here first (SQLite
+    fills an empty file as a new database) or a chmod of an existing one keeps it 600.
+    """
+    path = sqlite_path(uri)
+    if path is None:
+        return
+    if path.exists():
+        path.chmod(stat.S_IRUSR | stat.S_IWUSR)
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, stat.S_IRUSR | stat.S_IWUSR))
 
 
 def _admin_name() -> str:
@@ -345,6 +365,7 @@ def prepare_launch(settings: ServerSettings, *, echo: Echo = print) -> Launch:
         folder = path.resolve().parent if path is not None else Path.cwd()
         ini = write_auth_config(folder, database_uri=db_uri)
         password = admin_password(folder, database_uri=db_uri, echo=echo)
+        _private_sqlite(db_uri)
         env["MLFLOW_AUTH_CONFIG_PATH"] = str(ini)
         env[SECRET_KEY_ENV] = flask_secret_key(folder)
         if password:
@@ -363,18 +384,111 @@ def prepare_launch(settings: ServerSettings, *, echo: Echo = print) -> Launch:
 
 
 def run_server(settings: ServerSettings, *, echo: Echo = print) -> None:
-    """Validate, print the client URI, then become ``mlflow server`` (never returns).
+    """Validate, print the client URI, then run ``mlflow server`` until it is stopped.
 
     Raises:
         ValueError: see :func:`prepare_launch`; nothing was started.
+        SystemExit: the server's exit status when it stopped by itself with an error.
     """
     launch = prepare_launch(settings, echo=echo)
     for line in launch.messages:
         echo(line)
-    echo("Ctrl-C stops it.")
+    code = run_supervised(launch.command, {**os.environ, **launch.env}, echo=echo)
+    if code:
+        raise SystemExit(code)
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
+    """Linux: the server gets SIGTERM when this process dies, even by SIGKILL (it then
+    stops its own workers, as on Ctrl-C)."""
+    import ctypes
+
+    with contextlib.suppress(Exception):
+        ctypes.CDLL(None, use_errno=True).prctl(1, 15)  # PR_SET_PDEATHSIG, SIGTERM
+
+
+def _descendants() -> set[int]:
+    """Pids of every process below this one (Linux /proc; empty elsewhere)."""
+    parent: dict[int, int] = {}
+    for stat_file in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat_file.read_text().rsplit(")", 1)[-1].split()
+            parent[int(stat_file.parent.name)] = int(fields[1])
+        except (OSError, ValueError, IndexError):
+            continue
+    me, found = os.getpid(), set()
+    for pid in parent:
+        cur, seen = pid, 0
+        while cur in parent and cur > 1 and seen < 64:
+            cur, seen = parent[cur], seen + 1
+            if cur == me:
+                found.add(pid)
+                break
+    return found
+
+
+def _signal_all(group: int, pids: set[int], sig: int) -> None:
+    """Signal the server's group (when it is not ours) and every process in ``pids``."""
+    if group != os.getpgrp():
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(group, sig)
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, sig)
+
+
+def run_supervised(command: list[str], env: dict[str, str], *, echo: Echo = print,
+                   grace_s: float = 15.0) -> int:
+    """Run a server (``mlflow server`` + uvicorn + workers) that stops as one.
+
+    The server runs in this process's group when this process leads one (a shell job, a
+    test's session), else in a group of its own. SIGTERM, SIGINT or SIGHUP to the printed
+    pid stop the whole group (SIGKILL after ``grace_s``); SIGKILL of it reaches the server
+    as SIGTERM. Without this, stopping the ``mlflow server`` process alone left uvicorn
+    and its workers serving on the port.
+
+    Returns:
+        The server's exit status (0 when it was stopped by a signal we forwarded).
+    """
+    import signal
+    import subprocess
+
+    leader = os.getpgrp() == os.getpid()
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execve(launch.command[0], launch.command, {**os.environ, **launch.env})
+    proc = subprocess.Popen(command, env=env, process_group=None if leader else 0,
+                            preexec_fn=_die_with_parent)
+    group = os.getpgrp() if leader else proc.pid
+    echo(f"Stop it (server and workers): Ctrl-C, or kill {os.getpid()}")
+    sys.stdout.flush()
+    asked: list[float] = []
+    family: set[int] = set()  # the server's processes, seen while they were alive
+
+    def stop(signum: int, frame: object) -> None:
+        if asked:
+            return
+        asked.append(time.monotonic())
+        family.update(_descendants())
+        _signal_all(group, family, signal.SIGTERM)
+
+    signals = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+    previous = {sig: signal.signal(sig, stop) for sig in signals}
+    try:
+        while True:
+            try:
+                code = proc.wait(timeout=1.0)
+                break
+            except subprocess.TimeoutExpired:
+                if asked and time.monotonic() - asked[0] > grace_s:
+                    _signal_all(group, family | _descendants(), signal.SIGKILL)
+    finally:
+        family.update(_descendants())
+        if proc.poll() is None:
+            proc.kill()
+        _signal_all(group, family, signal.SIGKILL)  # workers that outlived the server
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return 0 if asked else code
 
 
 def wait_until_healthy(uri: str, *, timeout: float = 120.0,

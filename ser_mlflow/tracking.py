@@ -134,7 +134,12 @@ def _check_server(uri: str) -> None:
     import requests
 
     try:
-        requests.get(f"{uri.rstrip('/')}/health", timeout=SERVER_CHECK_TIMEOUT_S)
+        answer = requests.get(f"{uri.rstrip('/')}/health", timeout=SERVER_CHECK_TIMEOUT_S)
+        if answer.status_code == 404:  # any web server answers; MLflow's has /health
+            raise TrackingUnavailable(
+                f"{_masked(uri)} answers but is not an MLflow tracking server (GET /health: "
+                "404); fix MLFLOW_TRACKING_URI"
+            )
     except requests.exceptions.SSLError:
         return  # it answered; certificates are MLflow's business (MLFLOW_TRACKING_INSECURE_TLS)
     except requests.exceptions.RequestException as exc:
@@ -143,6 +148,85 @@ def _check_server(uri: str) -> None:
             f"tracking server {_masked(uri)} does not answer ({reason}); start it "
             "(`ser-mlflow server`) or fix MLFLOW_TRACKING_URI"
         ) from None
+
+
+#: Seconds a client keeps retrying a tracking server that stopped answering.
+SERVER_RETRY_ENV = "SER_MLFLOW_SERVER_RETRY_S"
+DEFAULT_SERVER_RETRY_S = 60.0
+
+
+def server_retry_budget() -> float:
+    """``$SER_MLFLOW_SERVER_RETRY_S`` (default 60): how long a lost server is retried.
+
+    Raises:
+        TrackingUnavailable: the variable is not a number >= 0.
+    """
+    raw = os.environ.get(SERVER_RETRY_ENV, "").strip()
+    if not raw:
+        return DEFAULT_SERVER_RETRY_S
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < 1e6:
+        raise TrackingUnavailable(
+            f"{SERVER_RETRY_ENV}: expected seconds >= 0, got {raw!r}")
+    return value
+
+
+def retry_schedule(budget_s: float) -> tuple[int, int]:
+    """(retries, backoff factor) whose waits add up to at most ``budget_s`` seconds.
+
+    urllib3 waits 0, 2f, 4f, ... 2^(n-1)f seconds before retries 1..n (MLflow's factor f is
+    an integer), i.e. f * (2^n - 2) in all; MLflow's own default (7 retries, f=2) waits
+    about four minutes per request, and every request of a dying run waits again.
+    """
+    if budget_s < 2:
+        return (1 if budget_s > 0 else 0), 0
+    n = 2
+    while n < 10 and 2 ** (n + 1) - 2 <= budget_s:
+        n += 1
+    n = min(n, 5)  # more, shorter waits rather than one long final sleep
+    return n, int(budget_s // (2**n - 2))
+
+
+def _bound_server_retries(uri: str) -> None:
+    """Give a tracking server's requests our retry budget unless the user set MLflow's own
+    variables (``MLFLOW_HTTP_REQUEST_MAX_RETRIES`` / ``_BACKOFF_FACTOR``)."""
+    if not uri.startswith("http"):
+        return
+    retries, factor = retry_schedule(server_retry_budget())
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", str(retries))
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", str(factor))
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_JITTER", "0")
+
+
+class TrackingLost(RuntimeError):
+    """The tracking server stopped answering mid-run and the retry budget ran out."""
+
+
+def is_connection_loss(exc: BaseException) -> bool:
+    """Whether ``exc`` says the tracking server could not be reached (after retries)."""
+    import requests
+
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if isinstance(cur, TrackingLost | requests.exceptions.ConnectionError):
+            return True
+        text = str(cur)
+        if "Max retries exceeded" in text or "Connection refused" in text:
+            return True
+        cur = cur.__cause__ or cur.__context__
+    return False
+
+
+def stop_retrying() -> None:
+    """After the server is known lost, fail fast on any later request of this process
+    (MLflow's exit hook ends the active run; it must not wait the budget again)."""
+    os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "0"
+    os.environ["MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR"] = "0"
 
 
 def configure() -> str:
@@ -154,7 +238,30 @@ def configure() -> str:
     uri = tracking_uri()
     check_tracking_uri(uri)
     mlflow.set_tracking_uri(uri)
+    _bound_server_retries(uri)
+    _initialise_store(uri)
     return uri
+
+
+_initialised: set[str] = set()
+
+
+def _initialise_store(uri: str) -> None:
+    """Create (or migrate) a SQLite store's tables once per process, one process at a time.
+
+    MLflow migrates an empty SQLite file on first open; several processes starting together
+    on a new file would each run the migration and leave the store half-migrated. The lock
+    file beside the database makes them take turns (a no-op for other stores).
+    """
+    if uri in _initialised or not uri.startswith("sqlite:"):
+        return
+    from ser_mlflow.locks import sqlite_init_lock
+
+    with sqlite_init_lock(uri):
+        client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+        client.search_experiments(max_results=1)
+        client.search_registered_models(max_results=1)
+    _initialised.add(uri)
 
 
 def check_artifact_location(location: str | None) -> None:
@@ -196,19 +303,32 @@ def ensure_experiment(name: str) -> str:
     A tracking server decides artifact locations itself, so only database stores opened
     directly by this process get the ``./mlartifacts`` location.
     """
+    from mlflow.exceptions import MlflowException
+
+    if not name or not name.strip():
+        raise ValueError(f"experiment: expected a name (e.g. ser-ces), got {name!r}")
     uri = configure()
     client = MlflowClient()
     exp = client.get_experiment_by_name(name)
-    if exp is not None:
-        check_artifact_location(exp.artifact_location)
-        if exp.lifecycle_stage == "deleted":
-            client.restore_experiment(exp.experiment_id)
-        return exp.experiment_id
-    location = None
-    if _is_local_store(uri):
-        location = (Path.cwd() / DEFAULT_ARTIFACT_DIR).resolve().as_uri()
-        check_artifact_location(location)
-    return client.create_experiment(name, artifact_location=location)
+    if exp is None:
+        location = None
+        if _is_local_store(uri):
+            location = (Path.cwd() / DEFAULT_ARTIFACT_DIR).resolve().as_uri()
+            check_artifact_location(location)
+        try:
+            return client.create_experiment(name, artifact_location=location)
+        except MlflowException as exc:
+            # another process created it between our look and our create: use theirs
+            if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+            exp = client.get_experiment_by_name(name)
+            if exp is None:
+                raise
+    check_artifact_location(exp.artifact_location)
+    if exp.lifecycle_stage == "deleted":
+        client.restore_experiment(exp.experiment_id)
+    reap_stale_runs(experiment_ids=[exp.experiment_id])
+    return exp.experiment_id
 
 
 def sigterm_to_interrupt(signum: int, frame: Any) -> None:
@@ -228,6 +348,10 @@ def run_context(
 ) -> Iterator[mlflow.ActiveRun]:
     """Open (or resume, under ``mlflow run``) a run that always ends truthfully.
 
+    Every run opened here carries a liveness record (``ser.host``, ``ser.pid``,
+    ``ser.heartbeat``), so that a run whose process died (SIGKILL, a lost machine) is found
+    and ended KILLED by the next command that looks at it (:func:`reap_stale_runs`).
+
     Args:
         experiment: experiment name; ignored when ``mlflow run`` already created the run
             (``MLFLOW_RUN_ID``), whose experiment is the one given to ``mlflow run``.
@@ -235,18 +359,20 @@ def run_context(
         tags: tags set at start.
         nested: open as a child of the active run.
         reuse_env_run: resume the run ``mlflow run`` created for this process.
+        resume_run_id: continue this run (its KILLED/FAILED note is removed).
 
     Yields:
-        The active run. Raises whatever the body raised after recording it on the run.
+        The active run. Raises whatever the body raised after recording it on the run;
+        a lost tracking server becomes :class:`TrackingLost` (nothing more can be recorded).
     """
     configure()
     env_run = os.environ.get("MLFLOW_RUN_ID") if reuse_env_run and not nested else None
+    start_tags = {**dict(tags or {}), **liveness_tags()}
     if resume_run_id:
-        active = mlflow.start_run(run_id=resume_run_id, tags=dict(tags or {}))
-        if _has_tag(resume_run_id, TAG_ERROR):  # the run is alive again
-            MlflowClient().delete_tag(resume_run_id, TAG_ERROR)
+        active = mlflow.start_run(run_id=resume_run_id, tags=start_tags)
+        _clear_stop_note(resume_run_id)  # the run is alive again
     elif env_run:
-        active = mlflow.start_run(run_id=env_run, tags=dict(tags or {}))
+        active = mlflow.start_run(run_id=env_run, tags=start_tags)
         # left in the environment, it would make every nested start_run resume this run
         os.environ.pop("MLFLOW_RUN_ID", None)
         if run_name:
@@ -254,8 +380,10 @@ def run_context(
     else:
         exp_id = ensure_experiment(experiment)
         active = mlflow.start_run(
-            experiment_id=exp_id, run_name=run_name, tags=dict(tags or {}), nested=nested
+            experiment_id=exp_id, run_name=run_name, tags=start_tags, nested=nested
         )
+    run_id = active.info.run_id
+    _heartbeat_start(run_id)
     previous = None
     is_main = _in_main_thread()
     if is_main:
@@ -263,20 +391,220 @@ def run_context(
     try:
         yield active
     except KeyboardInterrupt:
-        _end(active.info.run_id, RunStatus.KILLED, "interrupted (Ctrl-C or SIGTERM)")
+        _heartbeat_stop(run_id)
+        _end(run_id, RunStatus.KILLED, "interrupted (Ctrl-C or SIGTERM)")
         raise
     except BaseException as exc:
-        _end(active.info.run_id, RunStatus.FAILED, f"{type(exc).__name__}: {exc}")
+        _heartbeat_stop(run_id)
+        if is_connection_loss(exc):
+            _abandon(run_id)
+            if isinstance(exc, TrackingLost):
+                raise
+            raise TrackingLost(lost_message(run_id)) from None
+        _end(run_id, RunStatus.FAILED, f"{type(exc).__name__}: {exc}")
         raise
     else:
-        mlflow.end_run(RunStatus.to_string(RunStatus.FINISHED))
+        _heartbeat_stop(run_id)
+        try:
+            mlflow.end_run(RunStatus.to_string(RunStatus.FINISHED))
+        except Exception as exc:
+            if is_connection_loss(exc):
+                _abandon(run_id)
+                raise TrackingLost(lost_message(run_id)) from None
+            raise
     finally:
         if is_main and previous is not None:
             signal.signal(signal.SIGTERM, previous)
 
 
-def _has_tag(run_id: str, key: str) -> bool:
-    return key in MlflowClient().get_run(run_id).data.tags
+def lost_message(run_id: str, resume: str | None = None) -> str:
+    """One line: the server is gone, which run is left RUNNING there, how to go on."""
+    return (
+        f"tracking server {_masked(tracking_uri())} unreachable (retried "
+        f"{server_retry_budget():g} s; ${SERVER_RETRY_ENV} changes that); run {run_id} "
+        "stays RUNNING there until a command finds its process gone"
+        + (f"; {resume}" if resume else "")
+    )
+
+
+def _abandon(run_id: str) -> None:
+    """Drop the run from this process without waiting for a server that is gone."""
+    stop_retrying()
+    active = mlflow.active_run()
+    while active is not None:
+        with contextlib.suppress(Exception):
+            mlflow.end_run(RunStatus.to_string(RunStatus.KILLED))  # pops first, then fails
+        if mlflow.active_run() is active:
+            break
+        active = mlflow.active_run()
+
+
+# --- liveness of runs ------------------------------------------------------------------
+
+TAG_HOST = "ser.host"
+TAG_PID = "ser.pid"
+TAG_PID_START = "ser.pid_start"
+TAG_HEARTBEAT = "ser.heartbeat"
+TAG_HEARTBEAT_EVERY = "ser.heartbeat_s"  # set when the heartbeat is renewed
+STALE_AFTER_ENV = "SER_MLFLOW_STALE_AFTER_S"
+DEFAULT_STALE_AFTER_S = 600.0  # a run on another machine: no heartbeat for this long
+HEARTBEAT_S = 30.0
+_live_runs: set[str] = set()
+_beat_thread: Any = None
+
+
+def _hostname() -> str:
+    import socket
+
+    return socket.gethostname()
+
+
+def _process_start(pid: int) -> str | None:
+    """The kernel's start time of ``pid`` (tells a reused pid apart), None when unknown."""
+    try:
+        stat_text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat_text.rsplit(")", 1)[-1].split()
+    return fields[19] if len(fields) > 19 else None
+
+
+def _process_alive(pid: int, start: str | None) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0]
+    except (OSError, IndexError):
+        return True
+    if state in ("Z", "X"):  # killed, not yet collected by its parent
+        return False
+    return start is None or _process_start(pid) in (None, start)
+
+
+def liveness_tags() -> dict[str, str]:
+    """Who runs this run: host, pid (with its start time) and a first heartbeat."""
+    import time
+
+    tags = {TAG_HOST: _hostname(), TAG_PID: str(os.getpid()), TAG_HEARTBEAT: f"{time.time():.0f}"}
+    if not tracking_uri().startswith("sqlite:"):  # see _heartbeat_start
+        tags[TAG_HEARTBEAT_EVERY] = f"{HEARTBEAT_S:g}"
+    start = _process_start(os.getpid())
+    if start is not None:
+        tags[TAG_PID_START] = start
+    return tags
+
+
+def _heartbeat_start(run_id: str) -> None:
+    """Beat every 30 s for runs on shared stores (a server or database other machines see:
+    their processes cannot be checked by pid from here)."""
+    global _beat_thread
+    import threading
+
+    _live_runs.add(run_id)
+    if tracking_uri().startswith("sqlite:") or (_beat_thread and _beat_thread.is_alive()):
+        return
+    uri = tracking_uri()
+
+    def beat() -> None:
+        import time
+
+        while True:
+            time.sleep(HEARTBEAT_S)
+            client = MlflowClient(tracking_uri=uri)
+            for rid in list(_live_runs):
+                with contextlib.suppress(Exception):
+                    client.set_tag(rid, TAG_HEARTBEAT, f"{time.time():.0f}")
+
+    _beat_thread = threading.Thread(target=beat, name="ser-mlflow-heartbeat", daemon=True)
+    _beat_thread.start()
+
+
+def _heartbeat_stop(run_id: str) -> None:
+    _live_runs.discard(run_id)
+
+
+def stale_reason(run: Run) -> str | None:
+    """Why a RUNNING run is dead (its process is gone, or no heartbeat for too long), or
+    None when it is alive, finished, or has no liveness record (started by other tools)."""
+    import time
+
+    tags = run.data.tags
+    if run.info.status != "RUNNING" or TAG_PID not in tags or TAG_HOST not in tags:
+        return None
+    host = tags[TAG_HOST]
+    try:
+        pid = int(tags[TAG_PID])
+    except ValueError:
+        return None
+    if host == _hostname():
+        if _process_alive(pid, tags.get(TAG_PID_START)):
+            return None
+        return f"its process {pid} on {host} is gone"
+    if TAG_HEARTBEAT_EVERY not in tags:  # no renewed heartbeat: only its host can tell
+        return None
+    try:
+        age = time.time() - float(tags.get(TAG_HEARTBEAT, "0"))
+    except ValueError:
+        return None
+    limit = float(os.environ.get(STALE_AFTER_ENV) or DEFAULT_STALE_AFTER_S)
+    return f"no heartbeat from {host} for {age:.0f} s" if age > limit else None
+
+
+def resume_hint(run: Run) -> str | None:
+    """The command that continues a training run, None for other runs."""
+    if "epochs" in run.data.params and run.data.tags.get(TAG_STAGE) in ("unimodal", "bimodal"):
+        return f"ser-mlflow train --resume-run-id {run.info.run_id}"
+    return None
+
+
+def end_stale(run: Run, reason: str, *, echo: Any = None) -> None:
+    """End a dead run KILLED with why, and say so in one line on stderr."""
+    import sys
+
+    hint = resume_hint(run)
+    message = f"interrupted: {reason}" + (f"; continue it: {hint}" if hint else "")
+    _end(run.info.run_id, RunStatus.KILLED, message)
+    line = (f"note: run {run.info.run_id} ({run.info.run_name}) was RUNNING but {reason}: "
+            "ended KILLED" + (f"; continue it: {hint}" if hint else ""))
+    (echo or (lambda text: print(text, file=sys.stderr)))(line)
+
+
+def reap_stale_runs(runs: list[Run] | None = None, *, experiment_ids: list[str] | None = None,
+                    echo: Any = None) -> list[str]:
+    """End every dead RUNNING run among ``runs`` (or in the experiments) as KILLED.
+
+    Returns:
+        The ids of the runs ended.
+    """
+    if runs is None:
+        client = MlflowClient()
+        ids = experiment_ids or [e.experiment_id for e in client.search_experiments()]
+        if not ids:
+            return []
+        runs = list(client.search_runs(ids, filter_string="attributes.status = 'RUNNING'",
+                                       max_results=1000))
+    ended = []
+    for run in runs:
+        reason = stale_reason(run)
+        if reason:
+            end_stale(run, reason, echo=echo)
+            ended.append(run.info.run_id)
+    return ended
+
+
+def _clear_stop_note(run_id: str) -> None:
+    """A resumed run is alive again: drop the error tag and the KILLED/FAILED note."""
+    client = MlflowClient()
+    tags = client.get_run(run_id).data.tags
+    if TAG_ERROR in tags:
+        client.delete_tag(run_id, TAG_ERROR)
+    note = tags.get("mlflow.note.content", "")
+    if note.startswith(("**KILLED**", "**FAILED**")):
+        client.delete_tag(run_id, "mlflow.note.content")
 
 
 def get_run_or_error(run_id: str) -> Run:
@@ -372,6 +700,11 @@ def log_params(params: Mapping[str, Any]) -> None:
         mlflow.log_params(out)
 
 
+def metric_steps(run_id: str, key: str) -> set[int]:
+    """The steps at which a run has logged ``key``."""
+    return {m.step for m in MlflowClient().get_metric_history(run_id, key)}
+
+
 def set_tags(tags: Mapping[str, Any]) -> None:
     mlflow.set_tags({k: str(v) for k, v in tags.items()})
 
@@ -406,6 +739,9 @@ def search_runs(
         )
         out.extend(page)
         token = page.token
+        for i in range(len(out) - len(page), len(out)):
+            if reap_stale_runs([out[i]]):  # a dead process's run: show what it is now
+                out[i] = client.get_run(out[i].info.run_id)
         if not token or (max_results and len(out) >= max_results):
             return out
 
@@ -513,6 +849,36 @@ def _log_pyfunc(**kwargs: Any) -> Any:
 
 
 # --- model registry -------------------------------------------------------------------
+
+
+def check_registry_names(model_name: str, *aliases: str) -> None:
+    """Refuse a model name or alias MLflow would reject, before anything is registered.
+
+    MLflow's own rules: a name is not empty and has no '/' or ':' (nor '..' path parts);
+    an alias is letters, digits, '_' and '-' only, not ``latest`` and not ``v<number>``.
+
+    Raises:
+        ValueError: naming the option and the rule.
+    """
+    from mlflow.exceptions import MlflowException
+    from mlflow.utils.validation import (
+        _validate_model_alias_name,
+        _validate_model_alias_name_reserved,
+        _validate_model_name,
+    )
+
+    try:
+        _validate_model_name(model_name)
+    except MlflowException as exc:
+        raise ValueError(f"model_name: {model_name!r} is not a valid registered model name "
+                         f"({exc.message.splitlines()[0]})") from None
+    for alias in aliases:
+        try:
+            _validate_model_alias_name(alias)
+            _validate_model_alias_name_reserved(alias)
+        except MlflowException as exc:
+            raise ValueError(f"alias: {alias!r} cannot be used ({exc.message.splitlines()[0]}"
+                             "); expected letters, digits, '_' or '-', e.g. champion") from None
 
 
 def register_run_model(run_id: str, model_name: str) -> Any:

@@ -87,6 +87,14 @@ def prepare(cfg: TrainConfig) -> Prepared:
         DataError: bad or missing data (names the file and the problem).
     """
     corpus = load_corpus(cfg.data_root, cfg.feature_sets)
+    corpus_fingerprint(cfg.data_root)  # the run's tag reads every folder: fail before the run
+    shortest = min(corpus.partition("Train"), key=lambda r: r.n_frames)
+    if cfg.shift_frames >= shortest.n_frames:
+        raise DataError(
+            f"shift_frames: {cfg.shift_frames} frames leave no label to train on in "
+            f"{shortest.name} ({shortest.n_frames} frames, the shortest Train recording); "
+            f"expected fewer than {shortest.n_frames} (the paper shifts 1 frame)"
+        )
     if len(corpus.attributes) != 3:
         raise DataError(
             f"{Path(cfg.data_root) / 'labels'}: the alpha/beta/gamma loss needs exactly 3 "
@@ -166,9 +174,57 @@ def score_partition(
     )
 
 
+CHECKPOINT_ENV = "SER_MLFLOW_CHECKPOINT_DIR"
+DEFAULT_CHECKPOINT_DIR = "ser-checkpoints"
 CHECKPOINT_MODEL = "last.keras"
 CHECKPOINT_BEST = "best_weights.npz"
 CHECKPOINT_STATE = "state.json"
+
+
+def checkpoint_root() -> Path:
+    """Where runs keep their local checkpoints: ``$SER_MLFLOW_CHECKPOINT_DIR``, else
+    ``./ser-checkpoints`` in the working directory (one folder per run id, removed when
+    the run finishes)."""
+    return Path(os.environ.get(CHECKPOINT_ENV) or DEFAULT_CHECKPOINT_DIR).resolve()
+
+
+def checkpoint_dir(run_id: str) -> Path:
+    return checkpoint_root() / run_id
+
+
+_claimed: set[str] = set()
+
+
+@contextlib.contextmanager
+def claim_run(run_id: str) -> Any:
+    """Hold the run for this process: a second trainer of the same run (a resume while it
+    trains, or two resumes at once) is refused in one line. Re-entrant in one process.
+
+    Raises:
+        ValueError: another process on this machine holds the run.
+    """
+    from ser_mlflow.locks import LockBusy, file_lock
+
+    if run_id in _claimed:
+        yield
+        return
+    lock = checkpoint_root() / f".{run_id}.lock"
+    try:
+        with file_lock(lock, blocking=False):
+            _claimed.add(run_id)
+            try:
+                yield
+            finally:
+                _claimed.discard(run_id)
+                if not checkpoint_dir(run_id).exists():
+                    with contextlib.suppress(OSError):
+                        lock.unlink()
+                        lock.parent.rmdir()  # only when no other run keeps a checkpoint
+    except LockBusy:
+        raise ValueError(
+            f"resume_run_id: run {run_id} is being trained by another process on this "
+            f"machine (lock {lock}); wait for it to end"
+        ) from None
 
 
 def _save_checkpoint(
@@ -354,30 +410,77 @@ def train_in_active_run(
         if on_epoch is not None:
             on_epoch(epoch, row)
 
-    ckpt = Path(tempfile.mkdtemp(prefix="ser-mlflow-ckpt-"))
-    try:
-        model, best_epoch, history = fit_network(
-            cfg,
-            data,
-            on_epoch=log_epoch,
-            progress=progress,
-            checkpoint_dir=ckpt,
-            resume_from=resume_from,
-        )
-    except BaseException as exc:
-        # keep what was learnt: --resume-run-id continues from this checkpoint (a pruned
-        # Optuna trial is a planned stop with nothing to resume)
-        if (ckpt / CHECKPOINT_STATE).exists() and type(exc).__name__ != "TrialPruned":
-            with contextlib.suppress(Exception):
-                shutil.rmtree(ckpt / ".writing", ignore_errors=True)
-                tracking.log_artifact_dir(ckpt, "checkpoint")
-                echo(
-                    f"checkpoint of the last finished epoch saved to run {run_id} "
-                    "(continue with --resume-run-id)"
-                )
-        raise
-    finally:
+    with claim_run(run_id):
+        if resume_from is not None:
+            _backfill_epochs(run_id, resume_from)
+        ckpt = checkpoint_dir(run_id)
+        try:
+            result = _fit_and_log(cfg, data, run_id=run_id, on_epoch=log_epoch,
+                                  progress=progress, ckpt=ckpt, resume_from=resume_from)
+        except BaseException as exc:
+            shutil.rmtree(ckpt / ".writing", ignore_errors=True)
+            _keep_checkpoint(exc, run_id, ckpt, echo)
+            raise
+        shutil.rmtree(ckpt, ignore_errors=True)  # the run is complete: nothing to resume
+        return result
+
+
+def _backfill_epochs(run_id: str, ckpt: Path) -> None:
+    """Log the checkpointed epochs the dead process did not log (it saves the checkpoint
+    before logging), so that the resumed run has exactly one point per epoch."""
+    state = json.loads((ckpt / CHECKPOINT_STATE).read_text())
+    logged = tracking.metric_steps(run_id, "epoch/devel_ccc_mean")
+    for epoch, row in enumerate(state["history"], start=1):
+        if epoch not in logged:
+            tracking.log_metrics({f"epoch/{k}": v for k, v in row.items()}, step=epoch)
+
+
+def _keep_checkpoint(exc: BaseException, run_id: str, ckpt: Path, echo: Callable[[str], None]
+                     ) -> None:
+    """After a failure: keep what was learnt for --resume-run-id (locally, and uploaded when
+    the server still answers); a pruned Optuna trial is a planned stop with nothing to keep.
+
+    Raises:
+        TrackingLost: the server is gone (one line with the resume command).
+    """
+    resumable = (ckpt / CHECKPOINT_STATE).exists()
+    if type(exc).__name__ == "TrialPruned" or not resumable:
         shutil.rmtree(ckpt, ignore_errors=True)
+        if tracking.is_connection_loss(exc):
+            tracking.stop_retrying()
+            raise tracking.TrackingLost(tracking.lost_message(run_id)) from None
+        return
+    command = f"ser-mlflow train --resume-run-id {run_id}"
+    if tracking.is_connection_loss(exc):
+        tracking.stop_retrying()
+        raise tracking.TrackingLost(tracking.lost_message(
+            run_id, resume=f"checkpoint kept in {ckpt}; when the server is back, from this "
+            f"folder: {command}")) from None
+    with contextlib.suppress(Exception):
+        tracking.log_artifact_dir(ckpt, "checkpoint")
+    echo(f"checkpoint of the last finished epoch kept in {ckpt} and saved to run {run_id} "
+         f"(continue with: {command})")
+
+
+def _fit_and_log(
+    cfg: TrainConfig,
+    data: Prepared,
+    *,
+    run_id: str,
+    on_epoch: EpochCallback,
+    progress: bool,
+    ckpt: Path,
+    resume_from: Path | None,
+) -> TrainResult:
+    corpus = data.corpus
+    model, best_epoch, history = fit_network(
+        cfg,
+        data,
+        on_epoch=on_epoch,
+        progress=progress,
+        checkpoint_dir=ckpt,
+        resume_from=resume_from,
+    )
 
     preds = {
         p: predict_partition(model, data, p) for p in ("Devel", "Test") if corpus.partition(p)
@@ -504,32 +607,53 @@ def run_training(
 def resume_training(
     run_id: str, *, progress: bool = True, echo: Callable[[str], None] = print
 ) -> TrainResult:
-    """Continue a KILLED or FAILED run from its checkpoint to its last epoch.
+    """Continue a KILLED, FAILED or dead RUNNING run from its checkpoint to its last epoch.
 
-    The run's own params rebuild the config, so the resumed run trains exactly what it
-    started with.
+    The local checkpoint (``ser-checkpoints/<run_id>/``) is used when it is there, else the
+    run's ``checkpoint/`` artifact. The run's own params rebuild the config, so the resumed
+    run trains exactly what it started with. Only one process trains a run at a time.
 
     Raises:
-        ValueError: unknown run, a FINISHED run, or a run without a checkpoint.
+        ValueError: unknown run, a FINISHED run, a run still alive in another process, a
+            run without a checkpoint, or a run another process is resuming.
     """
     run = tracking.get_run_or_error(run_id)
     if run.info.status == "FINISHED":
         raise ValueError(f"resume_run_id: run {run_id} already FINISHED; nothing to resume")
-    cfg = TrainConfig.from_params(run.data.params, experiment="")
-    try:
-        ckpt = tracking.download_artifacts(run_id, "checkpoint")
-    except Exception:
-        raise ValueError(
-            f"resume_run_id: run {run_id} has no checkpoint/ artifact (it stopped before its "
-            "first epoch ended)"
-        ) from None
-    state = json.loads((ckpt / CHECKPOINT_STATE).read_text())
-    echo(f"Resuming run {run_id} after epoch {state['epoch']} of {cfg.epochs}")
-    data = prepare(cfg)
-    stage = run.data.tags.get(tracking.TAG_STAGE)
-    with tracking.run_context(experiment="", resume_run_id=run_id) as active:
-        result = train_in_active_run(
-            cfg, data, stage=stage, progress=progress, echo=echo, resume_from=ckpt
-        )
-        echo(f"run {active.info.run_id} resumed and finished: best epoch {result.best_epoch}")
-    return result
+    with claim_run(run_id):
+        run = tracking.get_run(run_id)  # as it is now that this process holds it
+        if run.info.status == "RUNNING":
+            reason = tracking.stale_reason(run)
+            if reason is None:
+                tags = run.data.tags
+                raise ValueError(
+                    f"resume_run_id: run {run_id} is still RUNNING (process "
+                    f"{tags.get(tracking.TAG_PID, '?')} on {tags.get(tracking.TAG_HOST, '?')}"
+                    " is alive); stop it first or wait for it to end"
+                )
+            tracking.end_stale(run, reason, echo=echo)
+        cfg = TrainConfig.from_params(run.data.params, experiment="")
+        local = checkpoint_dir(run_id)
+        if (local / CHECKPOINT_STATE).exists():
+            ckpt = local
+        else:
+            try:
+                ckpt = tracking.download_artifacts(run_id, "checkpoint")
+            except Exception:
+                raise ValueError(
+                    f"resume_run_id: run {run_id} has no checkpoint: neither {local} (run "
+                    "the resume in the folder it was trained in, or set "
+                    f"${CHECKPOINT_ENV}) nor a checkpoint/ artifact"
+                ) from None
+        state = json.loads((ckpt / CHECKPOINT_STATE).read_text())
+        echo(f"Resuming run {run_id} after epoch {state['epoch']} of {cfg.epochs} "
+             f"(checkpoint {ckpt})")
+        data = prepare(cfg)
+        stage = run.data.tags.get(tracking.TAG_STAGE)
+        with tracking.run_context(experiment="", resume_run_id=run_id) as active:
+            result = train_in_active_run(
+                cfg, data, stage=stage, progress=progress, echo=echo, resume_from=ckpt
+            )
+            echo(f"run {active.info.run_id} resumed and finished: best epoch "
+                 f"{result.best_epoch}")
+        return result

@@ -85,3 +85,16 @@ def tiny_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("tiny") / "corpus"
     write_synthetic_corpus(root, scale="tiny", seed=0)
     return root
+
+
+@pytest.fixture(autouse=True)
+def _http_retry_settings_restored() -> Iterator[None]:
+    """Commands set MLflow's HTTP retry variables (``MLFLOW_HTTP_REQUEST_*``, from
+    ``$SER_MLFLOW_SERVER_RETRY_S``) in their own process; commands run in-process must
+    leave the test process's environment, which subprocesses inherit, as they found it."""
+    saved = {k: v for k, v in os.environ.items() if k.startswith("MLFLOW_HTTP_REQUEST_")}
+    yield
+    for key in [k for k in os.environ if k.startswith("MLFLOW_HTTP_REQUEST_")]:
+        if key not in saved:
+            del os.environ[key]
+    os.environ.update(saved)

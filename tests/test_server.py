@@ -106,7 +106,7 @@ def test_auth_files_sit_beside_the_store_and_keep_secrets_private(
     assert f"database_uri = sqlite:///{store}/basic_auth.db" in ini.read_text()
     password = launch.env["MLFLOW_AUTH_ADMIN_PASSWORD"]
     assert len(password) >= 12 and password not in ini.read_text()
-    for name in ("basic_auth_admin_password", "basic_auth_secret_key"):
+    for name in ("basic_auth_admin_password", "basic_auth_secret_key", "basic_auth.db"):
         assert stat.S_IMODE((store / name).stat().st_mode) == 0o600
     again = prepare_launch(settings, echo=lambda s: None)  # the saved secrets are reused
     assert again.env["MLFLOW_AUTH_ADMIN_PASSWORD"] == password
@@ -163,9 +163,10 @@ def test_training_survives_a_server_crash_and_restart(tiny_corpus: Path, tmp_pat
 
     What carries the run: metrics are logged synchronously (MLflow's async logging is off
     by default) and MLflow's HTTP client retries a refused request with exponential backoff
-    (MLFLOW_HTTP_REQUEST_MAX_RETRIES=7, ~4 minutes), so training waits at the next log call
-    and nothing is dropped. A server away longer than that ends the run FAILED once the
-    retries are spent (``ser.error`` holds why, when the server can still be told).
+    for $SER_MLFLOW_SERVER_RETRY_S (default 60 s; 300 here, so that a slow restart on a
+    busy machine fits), so training waits at the next log call and nothing is dropped. A
+    server away longer than that ends `train` in one line with the resume command
+    (tests/test_bad_input.py).
     The server is this test's own: killing the module's would change what later tests see.
     """
     server = start_server(tmp_path / "crash")
@@ -173,8 +174,8 @@ def test_training_survives_a_server_crash_and_restart(tiny_corpus: Path, tmp_pat
     proc = subprocess.Popen(
         [SER_MLFLOW, "train", "--data-root", str(tiny_corpus), "--epochs", str(epochs),
          "--units", "4", "--batch-size", "4", "--experiment", "restart"],
-        cwd=tmp_path, env=client_env(server.uri), stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, text=True,
+        cwd=tmp_path, env=client_env(server.uri, SER_MLFLOW_SERVER_RETRY_S="300"),
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     try:
         mlc = MlflowClient(tracking_uri=server.uri)
@@ -221,7 +222,7 @@ def test_server_prints_the_uri_clients_export(server: Server) -> None:
 
 @pytest.mark.slow
 def test_auth_refuses_requests_without_credentials(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny_corpus: Path
 ) -> None:
     import mlflow.server
 
@@ -243,6 +244,27 @@ def test_auth_refuses_requests_without_credentials(
         assert requests.get(url, auth=("alice", "alice-password-123"), timeout=30
                             ).status_code == 200
         assert "Basic auth on" in srv.output()
+        assert stat.S_IMODE((tmp_path / "auth" / "basic_auth.db").stat().st_mode) == 0o600
+
+        # what a user sees: 401 without credentials, 403 writing where they may only read
+        monkeypatch.chdir(tmp_path)
+        env = {"MLFLOW_TRACKING_URI": srv.uri, "MLFLOW_TRACKING_USERNAME": None,
+               "MLFLOW_TRACKING_PASSWORD": None, "MLFLOW_RUN_ID": None}
+        users.create_user(username="bob", password="bob-password-1234")  # READ everywhere
+        MlflowClient(tracking_uri=srv.uri).create_experiment("admins-only")
+        cases = {
+            "refused the credentials (401)": (["init"], {}),
+            "permission denied (403)": (
+                ["import-predictions", "--predictions", str(tiny_corpus / "labels"), "--labels",
+                 str(tiny_corpus / "labels"), "--name", "gold", "--experiment", "admins-only"],
+                {"MLFLOW_TRACKING_USERNAME": "bob", "MLFLOW_TRACKING_PASSWORD":
+                 "bob-password-1234"}),
+        }
+        for expected, (args, creds) in cases.items():
+            result = CliRunner().invoke(main, args, env={**env, **creds})
+            lines = [line for line in result.stderr.splitlines() if line.strip()]
+            assert result.exit_code == 2 and len(lines) == 1, result.output[-3000:]
+            assert expected in lines[0] and "Traceback" not in result.output
     finally:
         srv.stop()
 

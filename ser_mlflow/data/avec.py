@@ -181,7 +181,12 @@ def _scan_folder(folder: Path) -> dict[str, Path]:
     """
     found: dict[str, Path] = {}
     for path in sorted(folder.iterdir()):
-        if path.name.startswith(".") or path.suffix.lower() != ".csv" or not path.is_file():
+        if path.name.startswith(".") or path.suffix.lower() != ".csv":
+            continue
+        if not path.is_file():
+            if path.is_symlink():
+                raise DataError(f"{path}: symbolic link that leads nowhere (a link loop or a "
+                                "missing target); expected a CSV file")
             continue
         name, _, _ = canonical_recording_name(path.stem, path=path)
         if name in found:
@@ -289,6 +294,15 @@ def _read_table(path: Path, *, what: str) -> _Table:
             else "name;frameTime;<feature>..."
         )
         raise DataError(f"{path}: {len(fields)} column(s) in the first line; expected {expected}")
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = _line_of(body, exc.start)
+        column = exc.start - (body.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise DataError(
+            f"{path}: line {line} is not UTF-8 text (byte 0x{body[exc.start]:02x} at "
+            f"character {column}); expected UTF-8 (re-save the file as UTF-8)"
+        ) from None
     has_header = not _is_number(fields[2].strip("'\""))
     header = tuple(f.strip("'\"") for f in fields) if has_header else None
     ncol = len(fields)
@@ -318,6 +332,7 @@ def _read_table(path: Path, *, what: str) -> _Table:
             f"{path}: {frame.shape[1]} fields per row but {ncol} in the first line; expected "
             "the same number of fields on every row"
         )
+    names_column = frame.iloc[:, 0]
     frame = frame.iloc[:, 1:]
     for j, col in enumerate(frame.columns):
         series = frame[col]
@@ -330,7 +345,8 @@ def _read_table(path: Path, *, what: str) -> _Table:
             f"{path}: non-numeric value {series.iloc[row]!r} in column {names[j + 1]!r} "
             f"(column {j + 2}) at line {first_data_line + row}; expected numbers"
         )
-    values = frame.to_numpy(dtype=np.float64)
+    with np.errstate(all="ignore"):
+        values = frame.to_numpy(dtype=np.float64)
     finite = np.isfinite(values)
     if not finite.all():
         row, j = (int(i) for i in np.argwhere(~finite)[0])
@@ -339,7 +355,60 @@ def _read_table(path: Path, *, what: str) -> _Table:
             f"{names[j + 1]!r} (column {j + 2}) at line {first_data_line + row}; expected a "
             "finite number (a short row also leaves values missing)"
         )
+    huge = np.abs(values) > _FLOAT32_MAX
+    if huge.any():
+        row, j = (int(i) for i in np.argwhere(huge)[0])
+        raise DataError(
+            f"{path}: value {float(values[row, j]):g} in column {names[j + 1]!r} (column "
+            f"{j + 2}) at line {first_data_line + row} is out of range; expected |x| <= "
+            f"{_FLOAT32_MAX:.3g} (the network computes in float32)"
+        )
+    _check_times(path, values[:, 0], names[1], first_data_line)
+    _check_names(path, names_column, names[0], first_data_line)
     return _Table(path, raw, header, values[:, 0].copy(), values[:, 1:])
+
+
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def _check_times(path: Path, times: np.ndarray, column: str, first_line: int) -> None:
+    """One row per frame, in time order: a repeated or decreasing time is a broken file
+    (rows pasted twice, files concatenated) that would silently misalign labels."""
+    steps = np.diff(times)
+    bad = np.flatnonzero(steps <= 0)
+    if bad.size:
+        i = int(bad[0]) + 1
+        what = "repeats" if steps[i - 1] == 0 else "goes back to"
+        raise DataError(
+            f"{path}: column {column!r} (column 2) {what} {times[i]:g} at line "
+            f"{first_line + i} (line {first_line + i - 1}: {times[i - 1]:g}); expected strictly "
+            "increasing times, one row per frame"
+        )
+
+
+def _check_names(path: Path, column: pd.Series, header: str, first_line: int) -> None:
+    """The name column must name the file's own recording (a copied file keeps the name
+    of the recording it came from)."""
+    if pd.api.types.is_numeric_dtype(column):
+        return
+    try:
+        expected = canonical_recording_name(path.stem)[0]
+    except DataError:
+        return
+    text = column.astype(str).str.strip().str.strip("'\"")
+    canon: dict[str, str | None] = {}
+    for value in text.unique():
+        try:
+            canon[value] = canonical_recording_name(value)[0]
+        except DataError:
+            canon[value] = None
+    bad = np.flatnonzero(text.map(canon).to_numpy() != expected)
+    if bad.size:
+        row = int(bad[0])
+        raise DataError(
+            f"{path}: column {header!r} (column 1) says {text.iloc[row]!r} at line "
+            f"{first_line + row}; expected {expected} (the recording the file is named after)"
+        )
 
 
 def _label_attributes(table: _Table) -> tuple[str, ...]:
@@ -380,6 +449,7 @@ def list_feature_sets(root: str | Path) -> tuple[str, ...]:
             p.name
             for p in path.iterdir()
             if p.is_dir() and p.name != LABELS_FOLDER and not p.name.startswith(".")
+            and "+" not in p.name  # '+' joins feature sets: such a folder cannot be chosen
         )
     )
     if not sets:
@@ -399,7 +469,11 @@ def _check_feature_sets(root: Path, feature_sets: Sequence[str]) -> tuple[str, .
                 available = ", ".join(list_feature_sets(root))
             except DataError:
                 available = "none"
-            raise DataError(f"{root / s}: feature set {s!r} not found; available: {available}")
+            plus = sorted(p.name for p in root.iterdir() if p.is_dir() and "+" in p.name)
+            note = (f" (folders whose name contains '+' cannot be chosen, '+' joins feature "
+                    f"sets: rename {', '.join(plus)})") if plus else ""
+            raise DataError(
+                f"{root / s}: feature set {s!r} not found; available: {available}{note}")
     return sets
 
 

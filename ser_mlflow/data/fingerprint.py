@@ -27,7 +27,10 @@ def corpus_fingerprint(root: str | Path) -> str:
     h = hashlib.sha256()
     for folder in sorted(p for p in root.iterdir() if p.is_dir()):
         for f in sorted(folder.glob("*.csv")):
-            h.update(f"{folder.name}/{f.name}:{f.stat().st_size}\n".encode())
-            if folder.name == LABELS_FOLDER:
-                h.update(f.read_bytes())
+            try:
+                h.update(f"{folder.name}/{f.name}:{f.stat().st_size}\n".encode())
+                if folder.name == LABELS_FOLDER:
+                    h.update(f.read_bytes())
+            except OSError as exc:  # a link loop, a dangling link, no permission
+                raise DataError(f"{f}: cannot read ({exc.strerror or exc})") from None
     return h.hexdigest()[:24]
