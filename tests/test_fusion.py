@@ -410,6 +410,26 @@ def test_default_on_smooth_noise_does_not_beat_the_best_single_input(seed: int) 
     assert np.all(paper.stage_scores_[-1] > est.stage_scores_[-1] + 0.1), paper.stage_scores_
 
 
+def test_held_out_fold_predictions_never_read_its_labels() -> None:
+    """Replace one outer fold's labels by other noise: its nested predictions, and the
+    recipe and stages chosen for it, must not move (any choice that read them would)."""
+    from sklearn.model_selection import GroupKFold
+
+    X, y, groups, _ = _smooth_noise(2)
+    grid = {"n_stages": 2, "n_splits": 4, "contexts": (1, 4), "complexities": (0.01, 1.0)}
+    folds = [t for _, t in GroupKFold(n_splits=4).split(X, groups=group_codes(groups, len(X)))]
+    held = np.zeros(len(X), dtype=bool)
+    held[folds[0]] = True
+    y2 = y.copy()
+    y2[held] = np.random.default_rng(9).normal(size=(held.sum(), 2))
+    a = MultistageSVRFusion(**grid).fit(X, y, groups)
+    b = MultistageSVRFusion(**grid).fit(X, y2, groups)
+    np.testing.assert_allclose(a.stage_predictions_[:, held], b.stage_predictions_[:, held],
+                               atol=1e-10)  # fmt: skip
+    assert a.fold_choices_[0] == b.fold_choices_[0]  # block 0 is GroupKFold's first fold
+    assert not np.allclose(a.stage_predictions_[:, ~held], b.stage_predictions_[:, ~held])
+
+
 def test_recipe_choice_with_one_fixed_recipe_equals_the_fixed_procedure(toy) -> None:
     """The choice machinery with one recipe and one stage is the old fixed-recipe fit: this
     pins the outer-fold bookkeeping of the chosen path."""
