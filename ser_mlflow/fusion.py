@@ -73,8 +73,9 @@ _WINDOWS: tuple[str, ...] = ("clean", "published")
 #: per outer fold and attribute, by an inner cross-validation grouped by recording (k and C
 #: are chosen inside each recipe as before). Every recipe trains later stages on the
 #: in-sample outputs of the stage refit on all training frames
-#: (``stage_inputs="insample"``): out-of-fold outputs carry each fold's label mean through the fold models' intercepts, which a later stage
-#: learns and which does not carry over (measured: liking fell at stage 2).
+#: (``stage_inputs="insample"``): out-of-fold outputs carry each fold's label mean through
+#: the fold models' intercepts, which a later stage learns and which does not carry over
+#: (measured: liking fell at stage 2).
 #:
 #: - ``paper``: every frame of the +/-k window of every input column (the published method);
 #: - ``frames-cal``: the same, output mean and std calibrated in-fold (not in ``auto``: on
