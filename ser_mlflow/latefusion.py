@@ -552,17 +552,17 @@ class FusionIntervals:
             f"\ndevel CCC, 95% bootstrap interval over recordings (resampled within culture, "
             f"{self.n_boot} resamples, seed {self.seed}):"
         )
-        lines = [head, f"  {'':<20}" + "".join(f"{a:<{w}}" for a in self.attributes)]
+        lines = [head, f"  {'':<22}" + "".join(f"{a:<{w}}" for a in self.attributes)]
 
         def cell(v: float, lo: float, hi: float, sign: str = "") -> str:
             return f"{v:{sign}.3f} [{lo:{sign}.3f}, {hi:{sign}.3f}]"
 
-        lines.append(f"  {'fused':<20}" + "".join(
+        lines.append(f"  {'fused':<22}" + "".join(
             f"{cell(*self.fused[:, j]):<{w}}" for j in range(len(self.attributes))))
-        lines.append(f"  {'best single input':<20}" + "".join(
+        lines.append(f"  {'best single input':<22}" + "".join(
             f"{f'{v:.3f} ({n})':<{w}}" for v, n in zip(self.best_single, self.best_names,
                                                         strict=True)))
-        lines.append(f"  {'mean of the inputs':<20}" + "".join(
+        lines.append(f"  {'mean of the inputs':<22}" + "".join(
             f"{v:<{w}.3f}" for v in self.mean))
         for label, g in (("gain vs best single", self.gain_best),
                          ("gain vs mean", self.gain_mean)):
@@ -572,8 +572,8 @@ class FusionIntervals:
                 if g[1, j] <= 0.0 <= g[2, j]:
                     text += " incl. 0"
                 cells.append(f"{text:<{w}}")
-            lines.append(f"  {label:<20}" + "".join(cells))
-        return lines  # fmt: skip
+            lines.append(f"  {label:<22}" + "".join(cells))
+        return [line.rstrip() for line in lines]  # fmt: skip
 
 
 #: Bootstrap resamples of the intervals every fusion run logs.
