@@ -158,7 +158,10 @@ def test_fusion_of_trained_runs(tiny_corpus: Path, tracking_store: str, tmp_path
     assert [m.step for m in hist] == [1, 2]
     assert client.get_metric_history(res.run_id, "devel_DE_ccc_liking")
     run = mlflow.get_run(res.run_id)
-    assert run.data.params["stage2_liking_k"] in ("1", "2")
+    kept = int(run.data.params["stages_kept_liking"])  # n_stages is a maximum under cv
+    assert 1 <= kept <= 2
+    assert all(run.data.params[f"stage{s}_liking_k"] in ("1", "2") for s in range(1, kept + 1))
+    assert ("stage2_liking_k" in run.data.params) == (kept == 2)
     assert run.data.tags["ser.model_input"] == "raw"
     model = mlflow.pyfunc.load_model(f"runs:/{res.run_id}/model")
     meta = model.unwrap_python_model().meta
