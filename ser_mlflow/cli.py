@@ -512,7 +512,7 @@ def import_predictions(predictions: Path, labels: Path, name: str, experiment: s
               help="Parallel threads (-1: every core).")
 @click.option("--recipes", default="auto", show_default=True,
               help="cv: auto (chosen per fold and attribute by an inner CV among "
-                   "paper, frames-cal-same, mean, mean-cal, mean-cal-same), names "
+                   "frames-cal-same, mean, mean-cal, mean-cal-same), names "
                    "joined by ',', or flags (--context/--calibrate/--input-selection/"
                    "--stage-inputs; setting one of them implies flags).")
 @click.option("--prune-stages/--no-prune-stages", default=True, show_default=True,
