@@ -547,7 +547,7 @@ class FusionIntervals:
 
     def table(self) -> list[str]:
         """Console lines; a gain whose interval includes 0 says so."""
-        w = 30
+        w = 34  # room for "+0.000 [+0.000, +0.000] incl. 0" and a gap
         head = (
             f"\ndevel CCC, 95% bootstrap interval over recordings (resampled within culture, "
             f"{self.n_boot} resamples, seed {self.seed}):"
