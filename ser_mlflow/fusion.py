@@ -822,6 +822,8 @@ class _Engine:
                     f"{res.seconds[-1]:.1f} s"
                 )
             S = S_new
+            # a suspended pass keeps only S: the recipe choice holds dozens of them
+            del sbank, block_sums, split_sums, all_sums, grid, total
             yield res
 
     @staticmethod
