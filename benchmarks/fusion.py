@@ -7,12 +7,16 @@ and a timing of the faithful slow reference (LinearSVR, default dual solver, 100
 iterations, as in the AVEC ``fuse_results.py``) against the exact solvers on the same
 subset and grid.
 
-Configurations (``--configs``): ``paper-recipe`` (clean windows, squared loss, exact),
+Configurations (``--configs``): ``default`` (cv only: the recipe and the stage count chosen
+per outer fold by an inner grouped CV), ``paper-recipe`` (clean windows, squared loss,
+exact; under cv the fixed-recipe defaults before issue #16),
 ``published-squared`` and ``published-exact`` (the AVEC script's windows with the exact
 squared- and absolute-loss optimum), ``published-liblinear`` (the AVEC script itself:
 windows, absolute loss, LinearSVR stopped at 1000 passes; about 20-40 minutes per stage
-here, so only when named), and the honest options ``honest`` and ``honest-same``. The
-``published-*`` ones run under the paper protocol only.
+here, so only when named), and the hand-set cv options ``honest`` and ``honest-same``
+(issue #5's hand-tuned flags). The ``published-*`` ones run under the paper protocol only.
+Every arm prints the fused CCC with a 95 % bootstrap interval over recordings (resampled
+within culture) and the paired gains over the best single input and the plain mean.
 
     .venv/bin/python benchmarks/fusion.py                 # full grid, 5 stages, both protocols
     .venv/bin/python benchmarks/fusion.py --quick         # reduced grid, 2 stages, small ref
@@ -47,7 +51,11 @@ QUICK_GRID: dict[str, tuple] = {"contexts": (11, 19), "complexities": (0.01, 1.0
 #: Configurations measured under each protocol. "paper recipe" is the published method;
 #: the others are the options that make an honest (cross-validated) fusion pay off.
 CONFIGS: dict[str, dict[str, Any]] = {
-    "paper-recipe": {},
+    # the new default: recipe and stage count chosen per outer fold by an inner grouped CV
+    "default": {},
+    # the defaults before issue #16 (fixed paper recipe, every stage); same as "default"
+    # under the paper protocol, which always runs the published behaviour
+    "paper-recipe": {"recipes": None, "prune_stages": False},
     "published-squared": {"windows": "published"},
     "published-exact": {"windows": "published", "loss": "epsilon_insensitive"},
     "published-liblinear": {
@@ -55,17 +63,21 @@ CONFIGS: dict[str, dict[str, Any]] = {
         "loss": "epsilon_insensitive",
         "solver": "liblinear",
     },
-    "honest": {"context": "mean", "calibrate": True, "stage_inputs": "insample"},
-    "honest-same": {
-        "context": "mean",
-        "calibrate": True,
-        "stage_inputs": "insample",
-        "input_selection": ("same", "same", "all"),
+    "honest": {
+        "context": "mean", "calibrate": True, "stage_inputs": "insample",
+        "recipes": None, "prune_stages": False,
     },
-}
+    # the hand-tuned flags of issue #5
+    "honest-same": {
+        "context": "mean", "calibrate": True, "stage_inputs": "insample",
+        "input_selection": ("same", "same", "all"), "recipes": None, "prune_stages": False,
+    },
+}  # fmt: skip
 
 #: Run only under the paper protocol (the published recipe is an in-sample one).
 PAPER_ONLY = ("published-squared", "published-exact", "published-liblinear")
+#: Run only under cv (under paper they equal ``paper-recipe``).
+CV_ONLY = ("default", "honest", "honest-same")
 #: Not in the default selection: slow (the published solver).
 SLOW = ("published-liblinear",)
 
@@ -97,6 +109,23 @@ def fmt(values: np.ndarray) -> str:
     return " / ".join(f"{v:.3f}" for v in values)
 
 
+def print_intervals(
+    X: np.ndarray,
+    y: np.ndarray,
+    groups: np.ndarray,
+    fused: np.ndarray,
+    systems: list[str],
+    seed: int,
+) -> None:
+    """The 95 % bootstrap intervals a fusion run logs (recordings resampled by culture)."""
+    from ser_mlflow.latefusion import fusion_intervals
+
+    cultures = {g: str(g).split("_")[1] for g in set(groups.tolist())}
+    iv = fusion_intervals(X, y, groups, fused, cultures, systems, ATTRIBUTES, seed=seed)
+    for line in iv.table()[1:]:
+        print("  " + line)
+
+
 def print_baselines(X: np.ndarray, y: np.ndarray, systems: list[str], svr: np.ndarray) -> None:
     A = y.shape[1]
     single = np.array(
@@ -122,8 +151,13 @@ def run_config(
     grid: dict[str, tuple],
     stages: int,
     n_jobs: int,
+    systems: list[str],
+    seed: int,
 ) -> None:
-    params = {**grid, **CONFIGS[name], "protocol": protocol, "n_stages": stages, "n_jobs": n_jobs}
+    params = {
+        **grid, **CONFIGS[name], "protocol": protocol, "n_stages": stages, "n_jobs": n_jobs,
+        "random_state": seed,
+    }  # fmt: skip
     started = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # liblinear's ConvergenceWarning, as published
@@ -136,13 +170,27 @@ def run_config(
         print(f"  options {extra}; most iterations of one fit: {est.n_iter_}")
     for s in range(stages):
         chosen = ", ".join(
-            f"{sel[0]}{k}/{C:g}"
-            for sel, (k, C) in zip(est.chosen_inputs_[s], est.chosen_[s], strict=True)
+            "-" if kc is None or sel is None else f"{sel[0]}{kc[0]}/{kc[1]:g}"
+            for sel, kc in zip(
+                est.chosen_inputs_[s] if s < len(est.chosen_) else [None] * y.shape[1],
+                est.chosen_[s] if s < len(est.chosen_) else [None] * y.shape[1],
+                strict=True,
+            )
         )
+        label = "at most " if est.fold_choices_ else ""
         print(
-            f"  stage {s + 1}: {est.stage_seconds_[s]:6.1f} s  {fmt(est.stage_scores_[s])}"
-            f"   chosen (inputs k/C) {chosen}"
+            f"  {label}stage {s + 1}: {est.stage_seconds_[s]:6.1f} s  "
+            f"{fmt(est.stage_scores_[s])}   final model (inputs k/C) {chosen}"
         )
+    if est.fold_choices_:
+        for f, fold in enumerate(est.fold_choices_, start=1):
+            picks = ", ".join(f"{c['recipe']}/{c['stages']}" for c in fold)
+            print(f"  outer fold {f}: recipe/stages kept {picks}")
+        picks = ", ".join(
+            f"{r}/{n}" for r, n in zip(est.recipes_, est.stages_kept_, strict=True)
+        )
+        print(f"  final model: recipe/stages kept {picks}")
+    print_intervals(X, y, groups, est.stage_predictions_[-1], systems, seed)
 
 
 def run_reference(
@@ -199,6 +247,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--quick", action="store_true", help="reduced grid and reference")
     parser.add_argument("--n-jobs", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0, help="liblinear and bootstrap seed")
     parser.add_argument("--no-reference", dest="reference", action="store_false")
     parser.add_argument(
         "--reference-recordings", type=int, default=None, help="default 3 (2 with --quick)"
@@ -223,11 +272,13 @@ def main(argv: list[str] | None = None) -> None:
     print_baselines(X, y, systems, svr)
     for protocol in protocols:
         for name in names:
-            if protocol != "paper" and name in PAPER_ONLY:
+            if (protocol != "paper" and name in PAPER_ONLY) or (
+                protocol != "cv" and name in CV_ONLY
+            ):
                 continue
             run_config(
                 X, y, groups, protocol=protocol, name=name, grid=grid, stages=stages,
-                n_jobs=args.n_jobs,
+                n_jobs=args.n_jobs, systems=systems, seed=args.seed,
             )  # fmt: skip
     if args.reference:
         ref_grid = {"contexts": (19,), "complexities": (1.0,)} if args.quick else QUICK_GRID

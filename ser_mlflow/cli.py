@@ -646,6 +646,16 @@ def import_predictions(predictions: Path, labels: Path, name: str, experiment: s
               help="liblinear passes (published: 1000, unconverged).")
 @click.option("--n-jobs", type=int, default=-1, show_default=True,
               help="Parallel threads (-1: every core).")
+@click.option("--recipes", default="auto", show_default=True,
+              help="cv: auto (chosen per fold and attribute by an inner CV among "
+                   "frames-cal-same, mean, mean-cal, mean-cal-same), names "
+                   "joined by ',', or flags (--context/--calibrate/--input-selection/"
+                   "--stage-inputs; setting one of them implies flags).")
+@click.option("--prune-stages/--no-prune-stages", default=True, show_default=True,
+              help="cv: --n-stages is a maximum; a stage is kept only while the inner CV "
+                   "improves.")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seed of liblinear and of the bootstrap intervals.")
 @click.option("--experiment", default=DEFAULT_EXPERIMENT, show_default=True)
 @user_errors
 def fusion(**kw: Any) -> None:

@@ -36,15 +36,16 @@ This module imports neither TensorFlow nor MLflow.
 
 from __future__ import annotations
 
+import threading
 import time
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
 from joblib import Parallel, delayed, effective_n_jobs
-from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.base import BaseEstimator, RegressorMixin, clone
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import GroupKFold
 from sklearn.utils.validation import check_is_fitted, validate_data
@@ -67,6 +68,38 @@ _SELECTIONS: tuple[str, ...] = ("all", "same", "auto")
 _STAGE_INPUTS: tuple[str, ...] = ("oof", "insample")
 _LOSSES: tuple[str, ...] = ("squared_epsilon_insensitive", "epsilon_insensitive")
 _WINDOWS: tuple[str, ...] = ("clean", "published")
+
+#: The recipes ``recipes="auto"`` (``AUTO_RECIPES``) chooses among under ``protocol="cv"``,
+#: per outer fold and attribute, by an inner cross-validation grouped by recording (k and C
+#: are chosen inside each recipe as before). Every recipe trains later stages on the
+#: in-sample outputs of the stage refit on all training frames
+#: (``stage_inputs="insample"``): out-of-fold outputs carry each fold's label mean through
+#: the fold models' intercepts, which a later stage learns and which does not carry over
+#: (measured: liking fell at stage 2).
+#:
+#: - ``paper``: every frame of the +/-k window of every input column (the published method);
+#: - ``frames-cal``: the same, output mean and std calibrated in-fold.
+#:   Neither is in ``auto``: on the AVEC set a recipe over all 27 columns' frame windows
+#:   costs several CPU-minutes of inner fits, more than the rest of the choice together,
+#:   and ``paper`` scored below the best single input under cv (0.488 / 0.522 / 0.058);
+#: - ``frames-cal-same``: calibrated frame windows of only the columns that predict the
+#:   attribute;
+#: - ``mean``: centre frame and window mean of every column, not calibrated;
+#: - ``mean-cal``: the same, calibrated;
+#: - ``mean-cal-same``: centre frame and window mean of the attribute's own columns,
+#:   calibrated (with ``mean-cal`` for liking, the hand-tuned recipe of issue #5:
+#:   0.595 / 0.590 / 0.214 on the AVEC 2019 devel set).
+RECIPES: dict[str, dict[str, Any]] = {
+    "paper": {"context": "frames", "calibrate": False, "input_selection": "all"},
+    "frames-cal": {"context": "frames", "calibrate": True, "input_selection": "all"},
+    "frames-cal-same": {"context": "frames", "calibrate": True, "input_selection": "same"},
+    "mean": {"context": "mean", "calibrate": False, "input_selection": "all"},
+    "mean-cal": {"context": "mean", "calibrate": True, "input_selection": "all"},
+    "mean-cal-same": {"context": "mean", "calibrate": True, "input_selection": "same"},
+}
+AUTO_RECIPES: tuple[str, ...] = ("frames-cal-same", "mean", "mean-cal", "mean-cal-same")
+#: The recipe name of a fit whose recipe is the estimator's own parameters (``recipes=None``).
+FLAGS_RECIPE = "flags"
 
 #: The published windows hold the centre frame three times (see ``_Bank``).
 _CENTRE_SCALE = float(np.sqrt(3.0))
@@ -168,11 +201,28 @@ def window_means(X: np.ndarray, codes: np.ndarray, k: int) -> np.ndarray:
     Why: a summary of the window is 2k+1 times fewer columns than the frames themselves,
     which is the regularisation a cross-validated fusion needs (see ``context='mean'``).
     """
-    idx = window_index(codes, np.arange(-k, k + 1))
-    out = np.zeros(X.shape, dtype=np.float64)
-    for j in range(idx.shape[1]):  # 2k+1 vectorised passes, not a per-frame loop
-        out += X[idx[:, j]]
-    return out / idx.shape[1]
+    codes = np.asarray(codes)
+    n = codes.shape[0]
+    X = np.asarray(X, dtype=np.float64)
+    order = np.argsort(codes, kind="stable")  # rows grouped by recording, time order kept
+    Xs = X[order]
+    change = np.flatnonzero(np.diff(codes[order])) + 1
+    starts = np.concatenate(([0], change))
+    ends = np.concatenate((change, [n])) - 1
+    run = np.repeat(np.arange(starts.size), np.diff(np.concatenate((starts, [n]))))
+    pos = np.arange(n)
+    lo, hi = starts[run], ends[run]
+    # one running sum instead of 2k+1 passes: the window's in-recording part from the
+    # cumulative sum, plus the edge frame once for every step the window reaches past it
+    csum = np.vstack((np.zeros((1, X.shape[1])), np.cumsum(Xs, axis=0)))
+    a = np.maximum(pos - k, lo)
+    b = np.minimum(pos + k, hi)
+    total = csum[b + 1] - csum[a]
+    total += (a - (pos - k))[:, None] * Xs[lo]
+    total += ((pos + k) - b)[:, None] * Xs[hi]
+    out = np.empty_like(total)
+    out[order] = total / (2 * k + 1)
+    return out
 
 
 def _nested_offsets(k: int) -> np.ndarray:
@@ -493,7 +543,10 @@ class _Engine:
         bounds: np.ndarray,
         ks: np.ndarray,
         Cs: np.ndarray,
+        banks: dict[str, tuple[_Bank, list[_Sums]]] | None = None,
     ) -> None:
+        """``banks``: windows and per-fold Gram blocks by context, shared between the
+        engines of several recipes (the frame windows of k=19 take ~340 MB on AVEC)."""
         self.est, self.X, self.Y, self.codes = est, X, Y, codes
         self.bounds, self.ks, self.Cs = bounds, ks, Cs
         self.n_out = Y.shape[1]
@@ -503,10 +556,14 @@ class _Engine:
         self.fit_codes = (
             np.repeat(np.arange(bounds.size - 1), np.diff(bounds)) if self.published else codes
         )
-        self.xbank = _bank(X, self.fit_codes, ks, est.context, self.published)
-        self.xsums = [
-            _x_sums(self.xbank.Z[self.rows(b)], Y[self.rows(b)]) for b in range(bounds.size - 1)
-        ]
+        banks = {} if banks is None else banks
+        if est.context not in banks:
+            xbank = _bank(X, self.fit_codes, ks, est.context, self.published)
+            banks[est.context] = (
+                xbank,
+                [_x_sums(xbank.Z[self.rows(b)], Y[self.rows(b)]) for b in range(bounds.size - 1)],
+            )
+        self.xbank, self.xsums = banks[est.context]
         # stage-1 fits depend only on the training folds: outer and inner runs share them
         self.cache: dict[tuple[Any, ...], _UnitFit] = {}
         self.warm: dict[tuple[Any, ...], tuple[np.ndarray, np.ndarray]] = {}
@@ -591,7 +648,11 @@ class _Engine:
             jobs = [(ci, a) for ci in range(self.Cs.size) for a in attrs]
             # largest C first: those fits run longest, so both workers stay busy to the end
             order = sorted(range(len(jobs)), key=lambda i: -self.Cs[jobs[i][0]])
-            done = Parallel(n_jobs=est.n_jobs, prefer="threads")(
+            # Processes, not threads: liblinear draws its coordinate order from one global
+            # Mersenne twister per process (sklearn's newrand.h) with the GIL released, so
+            # concurrent fits in threads interleave their draws and random_state no longer
+            # fixes the result (the published recipe's liking moved 0.189-0.214).
+            done = Parallel(n_jobs=est.n_jobs, backend="loky")(
                 delayed(liblinear_fit)(Z, self.Y[rows, a], float(self.Cs[ci]), params)
                 for ci, a in (jobs[i] for i in order)
             )
@@ -628,19 +689,33 @@ class _Engine:
     def run(
         self, train: Sequence[int], test: Sequence[int], *, in_sample: bool, keep_models: bool
     ) -> _Run:
-        """Fit every stage on the ``train`` folds and predict the ``test`` folds.
+        """Every stage of :meth:`stages` at once."""
+        res = _Run()
+        for done in self.stages(train, test, in_sample=in_sample, keep_models=keep_models):
+            res = done
+        return res
+
+    def stages(
+        self, train: Sequence[int], test: Sequence[int], *, in_sample: bool, keep_models: bool
+    ) -> Iterator[_Run]:
+        """Fit the stages one by one on the ``train`` folds and predict the ``test`` folds.
+
+        Yields the same growing ``_Run`` after each stage, so a caller can stop once a
+        further stage no longer pays (``prune_stages``).
 
         Under ``in_sample`` each stage is fitted, chosen and scored on all training frames
         and hands its in-sample output on (paper). Otherwise the grid point is chosen on
         out-of-fold outputs over the training folds and the chosen models are refit on
         all training folds to predict ``test``; the next stage is trained on the
         out-of-fold outputs (``stage_inputs='oof'``) or on the refit models' in-sample
-        outputs (``'insample'``).
+        outputs (``'insample'``). With a single training fold (the innermost level of the
+        recipe choice when ``n_splits=3``) k and C are chosen in-sample on it.
         """
         ks, Cs, A = self.ks, self.Cs, self.n_out
         train, test = list(train), list(test)
-        if not in_sample and len(train) < 2:
-            raise ValueError("cross-validation needs at least two training folds")
+        if not train:
+            raise ValueError("cross-validation needs at least one training fold")
+        one_fold = in_sample or len(train) < 2
         train_rows = self._rows_of(train)
         y_train = self.Y[train_rows]
         n_test = sum(self.rows(b).stop - self.rows(b).start for b in test)
@@ -669,12 +744,12 @@ class _Engine:
                     out = out + sums[b]
                 return out
 
-            if in_sample:
+            if one_fold:
                 splits = [(train, train)]
             else:
                 splits = [([b for b in train if b != g], [g]) for g in train]
             split_sums = [total(fit_blocks) for fit_blocks, _ in splits]
-            all_sums = split_sums[0] if in_sample else total(train)
+            all_sums = split_sums[0] if one_fold else total(train)
 
             grid = np.full((len(self.selections), ks.size, train_rows.size, Cs.size, A), np.nan)
             for si, sel in enumerate(self.selections):
@@ -735,7 +810,8 @@ class _Engine:
             res.scores.append(scores)
             res.chosen.append(chosen)
             res.best.append(best)
-            res.train_out.append(S_new[train_rows])
+            if in_sample:  # only the paper protocol reports them; spare the memory
+                res.train_out.append(S_new[train_rows])
             res.test_out.append(test_out)
             res.models.append(models)
             res.seconds.append(time.perf_counter() - started)
@@ -746,7 +822,9 @@ class _Engine:
                     f"{res.seconds[-1]:.1f} s"
                 )
             S = S_new
-        return res
+            # a suspended pass keeps only S: the recipe choice holds dozens of them
+            del sbank, block_sums, split_sums, all_sums, grid, total
+            yield res
 
     @staticmethod
     def _say(line: str) -> None:
@@ -788,6 +866,138 @@ class _Engine:
         if self.published:  # the bank's centre column is sqrt(3) x the frame
             out[k] *= _CENTRE_SCALE
         return out
+
+
+# --------------------------------------------------------------------------- recipe choice
+
+
+@dataclass
+class _Lazy:
+    """One pass of the procedure (``_Engine.stages``), advanced only as far as asked."""
+
+    gen: Iterator[_Run]
+    res: _Run = field(default_factory=_Run)
+    done: int = 0
+
+    def upto(self, stage: int) -> _Run:
+        while self.done < stage:
+            self.res = next(self.gen)
+            self.done += 1
+        return self.res
+
+
+@dataclass
+class _Choice:
+    """What an inner cross-validation over some training folds decided.
+
+    ``recipe[m][a]`` and ``stage[m][a]``: for at most m+1 stages, attribute a's recipe and
+    the stages it keeps; ``scores[r]``: inner CCC per stage computed (rows) and attribute;
+    ``kept[r]``: stages recipe r keeps per attribute; ``test_out``: the held-out folds'
+    predictions (n_stages, n_test, A).
+    """
+
+    recipe: list[list[str]]
+    stage: list[list[int]]
+    scores: dict[str, np.ndarray]
+    kept: dict[str, np.ndarray]
+    test_out: np.ndarray | None = None
+
+    def summary(self) -> list[dict[str, Any]]:
+        """Per attribute, the final choice (at most ``n_stages``) and the inner scores."""
+        return [
+            {
+                "recipe": self.recipe[-1][a],
+                "stages": int(self.stage[-1][a]),
+                "inner_ccc": {
+                    r: [round(float(v), 4) for v in sc[:, a]] for r, sc in self.scores.items()
+                },
+            }
+            for a in range(len(self.recipe[-1]))
+        ]
+
+
+class _Selector:
+    """Recipe and stage count chosen by an inner cross-validation grouped by recording.
+
+    For training folds T, every recipe runs the whole multistage procedure once per fold
+    g of T, fitted on T without g and scored on g (that procedure chooses k and C by its
+    own inner CV). The pooled out-of-fold CCC of stage s decides: stage s+1 is kept while
+    it beats stage s (``prune``), and each attribute takes the recipe with the best score
+    at its kept stage. Only T's labels are read, never those of the folds predicted.
+    Passes are memoised: the procedure on the outer training folds is both the prediction
+    of an outer fold and one inner fold of the final model's choice.
+    """
+
+    def __init__(self, engines: dict[str, _Engine], n_stages: int, prune: bool) -> None:
+        self.engines, self.n_stages, self.prune = engines, n_stages, prune
+        self.memo: dict[tuple[Any, ...], _Lazy] = {}
+        self.lock = threading.Lock()
+
+    def passes(self) -> list[_Lazy]:
+        return list(self.memo.values())
+
+    def get(
+        self, name: str, train: Sequence[int], test: Sequence[int], keep_models: bool = False
+    ) -> _Lazy:
+        key = (name, tuple(train), tuple(test), keep_models)
+        with self.lock:
+            if key not in self.memo:
+                gen = self.engines[name].stages(
+                    list(train), list(test), in_sample=False, keep_models=keep_models
+                )
+                self.memo[key] = _Lazy(gen)
+            return self.memo[key]
+
+    def choose(self, train: list[int], test: list[int]) -> _Choice:
+        eng = next(iter(self.engines.values()))
+        y_in = np.concatenate([eng.Y[eng.rows(g)] for g in train])
+        A = y_in.shape[1]
+        scores: dict[str, np.ndarray] = {}
+        kept: dict[str, np.ndarray] = {}
+        for name in self.engines:
+            rows: list[np.ndarray] = []
+            keep = np.ones(A, dtype=np.int64)
+            improving = np.ones(A, dtype=bool)
+            for s in range(1, self.n_stages + 1):
+                if s > 1 and self.prune and not improving.any():
+                    break  # no attribute gains from a further stage: do not fit it
+                out = np.concatenate(
+                    [
+                        self.get(name, [b for b in train if b != g], [g]).upto(s).test_out[s - 1]
+                        for g in train
+                    ]
+                )
+                sc = np.array([ccc(out[:, a], y_in[:, a]) for a in range(A)])
+                if s > 1:
+                    better = improving & (sc > rows[-1]) if self.prune else improving
+                    keep[better] = s
+                    improving &= better
+                rows.append(sc)
+            scores[name], kept[name] = np.stack(rows), keep
+        names = list(self.engines)
+        recipe: list[list[str]] = []
+        stage: list[list[int]] = []
+        for m in range(1, self.n_stages + 1):
+            rr, ss = [], []
+            for a in range(A):
+                eff = [min(m, int(kept[n][a])) for n in names]
+                vals = np.array([scores[n][e - 1, a] for n, e in zip(names, eff, strict=True)])
+                # first best in the documented order; NaN never wins
+                i = int(np.nanargmax(vals)) if np.isfinite(vals).any() else 0
+                rr.append(names[i])
+                ss.append(eff[i])
+            recipe.append(rr)
+            stage.append(ss)
+        choice = _Choice(recipe=recipe, stage=stage, scores=scores, kept=kept)
+        if test:
+            n_test = sum(eng.rows(b).stop - eng.rows(b).start for b in test)
+            choice.test_out = np.empty((self.n_stages, n_test, A))
+            for m in range(self.n_stages):
+                for a in range(A):
+                    st = stage[m][a]
+                    run = self.get(recipe[m][a], train, test).upto(st)
+                    choice.test_out[m, :, a] = run.test_out[st - 1][:, a]
+        return choice
 
 
 # --------------------------------------------------------------------------- estimator
@@ -850,17 +1060,39 @@ class MultistageSVRFusion(RegressorMixin, BaseEstimator):
             multi-threaded LAPACK on these systems was 3-10x slower on a shared 2-core
             machine. The one exception: under ``protocol="paper"`` the absolute loss's
             products with the frames (nothing else runs then) use ``n_jobs`` threads.
-        random_state: seed of LinearSVR's coordinate descent (liblinear only).
+        recipes: under ``protocol="cv"``, the recipes to choose among per outer fold and
+            attribute by an inner cross-validation grouped by recording (see
+            ``RECIPES``): ``"auto"`` (``AUTO_RECIPES``; those reading frame windows only under
+            ``windows="published"``, those reading one attribute's columns only when X is
+            laid out system-major with more than one attribute), a sequence of names, or
+            None: one recipe, the estimator's own ``context``, ``calibrate``,
+            ``input_selection`` and ``stage_inputs``. ``protocol="paper"`` always uses its
+            own parameters (the published behaviour).
+        prune_stages: under ``protocol="cv"``, ``n_stages`` is a maximum: stage s+1 is
+            fitted and kept for an attribute only while the inner cross-validation scores
+            it above stage s. With ``recipes=None`` and ``prune_stages=False`` the fit is
+            the fixed-recipe procedure of before (no inner choice).
+        random_state: seed of LinearSVR's coordinate descent (liblinear only; the fits
+            run in separate processes, so the seed fixes the result for any ``n_jobs``).
         verbose: progress lines on stdout: 1, one per stage of the fit on all frames; 2,
             also one per context reach of it and one per stage of each outer fold (the
             published solver takes tens of minutes per stage).
 
     Attributes:
-        stages_: per stage, per attribute, the ``StageModel`` refit on all frames.
-        chosen_: per stage, per attribute, the chosen ``(k, C)``.
+        stages_: per stage, per attribute, the ``StageModel`` refit on all frames (None
+            beyond the stages an attribute kept).
+        chosen_: per stage, per attribute, the chosen ``(k, C)`` (None beyond the stages
+            kept).
         chosen_inputs_: per stage, per attribute, the chosen ``input_selection``.
+        recipes_: per attribute, the recipe of the final model (``"flags"``: the
+            estimator's own parameters).
+        stages_kept_: per attribute, the stages the final model uses.
+        fold_choices_: under cv with a recipe choice, per outer fold and attribute a dict
+            with the recipe, the stages kept and the inner CCC of every recipe and stage.
+        final_choice_: the same for the final model (its inner folds are the outer folds).
         stage_scores_: CCC per stage and attribute (n_stages, A): nested out-of-fold under
-            cv, in-sample under paper.
+            cv, in-sample under paper. With a recipe choice, row m is the fusion with at
+            most m+1 stages (recipe and stages chosen per outer fold).
         selection_scores_: the CCC each choice was made on (n_stages, A): out-of-fold over
             all frames under cv (honest for stage 1, optimistic later), in-sample under
             paper.
@@ -897,6 +1129,8 @@ class MultistageSVRFusion(RegressorMixin, BaseEstimator):
         input_selection: Selection = "all",
         stage_inputs: StageInputs = "oof",
         n_jobs: int | None = None,
+        recipes: str | Sequence[str] | None = "auto",
+        prune_stages: bool = True,
         random_state: int | None = 0,
         verbose: int = 0,
     ) -> None:
@@ -915,6 +1149,8 @@ class MultistageSVRFusion(RegressorMixin, BaseEstimator):
         self.input_selection = input_selection
         self.stage_inputs = stage_inputs
         self.n_jobs = n_jobs
+        self.recipes = recipes
+        self.prune_stages = prune_stages
         self.random_state = random_state
         self.verbose = verbose
 
@@ -989,6 +1225,24 @@ class MultistageSVRFusion(RegressorMixin, BaseEstimator):
             raise ValueError(
                 f"stage_inputs: expected one of {_STAGE_INPUTS}, got {self.stage_inputs!r}"
             )
+        if self.recipes is not None and self.recipes != "auto":
+            names = [self.recipes] if isinstance(self.recipes, str) else list(self.recipes)
+            unknown = [n for n in names if n not in RECIPES]
+            if not names or unknown:
+                raise ValueError(
+                    f"recipes: expected 'auto', None or names from {tuple(RECIPES)}, "
+                    f"got {self.recipes!r}"
+                )
+            if self.windows == "published" and any(
+                RECIPES[n]["context"] != "frames" for n in names
+            ):
+                raise ValueError(
+                    f"recipes: windows='published' describes frame windows; "
+                    f"{[n for n in names if RECIPES[n]['context'] != 'frames']} read window "
+                    "means"
+                )
+        if not isinstance(self.prune_stages, bool | np.bool_):
+            raise ValueError(f"prune_stages: expected True or False, got {self.prune_stages!r}")
         if self.protocol == "cv" and (not is_int(self.n_splits) or self.n_splits < 3):
             raise ValueError(
                 f"n_splits: expected an integer >= 3 for nested cross-validation, "
@@ -1067,14 +1321,25 @@ class MultistageSVRFusion(RegressorMixin, BaseEstimator):
         bounds = np.cumsum([0] + [f.size for f in folds])
         blocks = list(range(len(folds)))
         in_sample = self.protocol == "paper"
+        names = self._recipe_names(X.shape[1], Y.shape[1])
+        choose = not in_sample and (self.recipes is not None or bool(self.prune_stages))
+        # liblinear fits run in processes (see _Engine._fit); folds stay in this one
+        outer_jobs = 1 if self.solver == "liblinear" else self.n_jobs
+        self._y_ndim = y_ndim
+        self.n_outputs_ = Y.shape[1]
         # One BLAS thread per task: multi-threaded LAPACK on these ~1000-column systems
         # ran 3-10x slower on a shared 2-core machine; parallelism comes from n_jobs.
         with threadpool_limits(limits=1, user_api="blas"), warnings.catch_warnings():
             # liblinear warns once per unconverged fit (dozens); one summary follows
             warnings.simplefilter("ignore", ConvergenceWarning)
             started = time.perf_counter()
-            engine = _Engine(self, X[perm], Y[perm], codes[perm], bounds, ks, Cs)
-            setup = time.perf_counter() - started
+            if choose:
+                n_iter = self._fit_choice(
+                    names, X[perm], Y[perm], codes[perm], bounds, ks, Cs, inv, outer_jobs
+                )
+            else:
+                engine = _Engine(self, X[perm], Y[perm], codes[perm], bounds, ks, Cs)
+                setup = time.perf_counter() - started
 
             def task(f: int | None) -> _Run:
                 if f is None:  # the procedure on all frames: the fitted models
@@ -1082,11 +1347,13 @@ class MultistageSVRFusion(RegressorMixin, BaseEstimator):
                 rest = [b for b in blocks if b != f]
                 return engine.run(rest, [f], in_sample=False, keep_models=False)
 
-            outer: list[int | None] = [] if in_sample else list(blocks)
-            runs = Parallel(n_jobs=self.n_jobs, prefer="threads")(
-                delayed(task)(f) for f in [None, *outer]
-            )
-        if self.solver == "liblinear" and engine.n_iter >= self.max_iter:
+            if not choose:
+                outer: list[int | None] = [] if in_sample else list(blocks)
+                runs = Parallel(n_jobs=outer_jobs, prefer="threads")(
+                    delayed(task)(f) for f in [None, *outer]
+                )
+                n_iter = engine.n_iter
+        if self.solver == "liblinear" and n_iter >= self.max_iter:
             warnings.warn(
                 f"LinearSVR stopped at max_iter={self.max_iter} passes before converging (the "
                 "published script stopped so at its default 1000): the scores are those of "
@@ -1094,7 +1361,16 @@ class MultistageSVRFusion(RegressorMixin, BaseEstimator):
                 ConvergenceWarning,
                 stacklevel=2,
             )
+        if choose:
+            self.n_iter_ = n_iter
+            return self
         final = runs[0]
+        A = Y.shape[1]
+        self.recipes_ = [FLAGS_RECIPE] * A
+        self.stages_kept_ = [self.n_stages] * A
+        self.pipelines_ = {FLAGS_RECIPE: (self.context, final.models)}
+        self.fold_choices_: list[list[dict[str, Any]]] = []
+        self.final_choice_: list[dict[str, Any]] = []
         if in_sample and self.windows == "published":
             self.stages_ = final.models  # per-recording windows, as the published files
             preds = np.stack(self.stage_outputs(X, codes))
@@ -1111,16 +1387,18 @@ class MultistageSVRFusion(RegressorMixin, BaseEstimator):
                     for s in range(self.n_stages)
                 ]
             )
-        self._y_ndim = y_ndim
-        self.n_outputs_ = Y.shape[1]
         self.stages_ = final.models
-        self.chosen_ = [[(k, C) for _, k, C in stage] for stage in final.chosen]
-        self.chosen_inputs_ = [[sel for sel, _, _ in stage] for stage in final.chosen]
+        self.chosen_: list[list[tuple[int, float] | None]] = [
+            [(k, C) for _, k, C in stage] for stage in final.chosen
+        ]
+        self.chosen_inputs_: list[list[str | None]] = [
+            [sel for sel, _, _ in stage] for stage in final.chosen
+        ]
         self.grid_scores_ = np.stack(final.scores)
         self.selection_scores_ = np.stack(final.best)
         self.stage_scores_ = scores
         self.stage_predictions_ = preds[:, inv]
-        self.n_iter_ = engine.n_iter
+        self.n_iter_ = n_iter
         seconds = np.sum([r.seconds for r in runs], axis=0)
         seconds[0] += setup
         self.stage_seconds_ = seconds
@@ -1147,11 +1425,140 @@ class MultistageSVRFusion(RegressorMixin, BaseEstimator):
         return out[:, 0] if self._y_ndim == 1 else out
 
     def stage_outputs(self, X: np.ndarray, codes: np.ndarray) -> list[np.ndarray]:
-        """Outputs (n, A) of every stage for validated X and integer recording codes."""
-        check_is_fitted(self, "stages_")
-        outs: list[np.ndarray] = []
-        inputs = X
-        for models in self.stages_:
-            outs.append(_predict_stage(models, inputs, codes, self.context))
-            inputs = np.hstack((X, outs[-1]))
-        return outs
+        """Outputs (n, A) of every stage for validated X and integer recording codes.
+
+        Each attribute comes from its recipe's pipeline; beyond the stages it kept, an
+        attribute repeats its last kept stage.
+        """
+        check_is_fitted(self, "pipelines_")
+        per: dict[str, list[np.ndarray]] = {}
+        for name, (context, stages) in self.pipelines_.items():
+            outs: list[np.ndarray] = []
+            inputs = X
+            for models in stages:
+                outs.append(_predict_stage(models, inputs, codes, context))
+                inputs = np.hstack((X, outs[-1]))
+            per[name] = outs
+        rows = []
+        for m in range(max(self.stages_kept_)):
+            out = np.empty((X.shape[0], self.n_outputs_))
+            for a, (name, kept) in enumerate(zip(self.recipes_, self.stages_kept_, strict=True)):
+                out[:, a] = per[name][min(m + 1, kept) - 1][:, a]
+            rows.append(out)
+        return rows
+
+    # ------------------------------------------------------------------ recipe choice
+
+    def _recipe_names(self, p: int, n_out: int) -> list[str]:
+        """The candidate recipes of a cv fit on p columns and n_out attributes."""
+        if self.recipes is None:
+            return [FLAGS_RECIPE]
+        auto = isinstance(self.recipes, str) and self.recipes == "auto"
+        if auto:
+            names = list(AUTO_RECIPES)
+        elif isinstance(self.recipes, str):
+            names = [self.recipes]
+        else:
+            names = list(self.recipes)
+        same_ok = n_out > 1 and p % n_out == 0
+        if auto:
+            if self.windows == "published":
+                names = [n for n in names if RECIPES[n]["context"] == "frames"]
+            if not same_ok:
+                names = [n for n in names if RECIPES[n]["input_selection"] == "all"]
+        elif not same_ok and any(RECIPES[n]["input_selection"] != "all" for n in names):
+            raise ValueError(
+                f"recipes={self.recipes!r}: the '-same' recipes need X columns laid out as "
+                f"systems x {n_out} attributes (system-major, more than one attribute), but "
+                f"X has {p} columns"
+            )
+        return names
+
+    def _recipe_estimator(self, name: str) -> MultistageSVRFusion:
+        """The parameters one recipe's engine runs with."""
+        if name == FLAGS_RECIPE:
+            return self
+        est = clone(self)
+        est.set_params(stage_inputs="insample", **RECIPES[name])
+        return est
+
+    def _fit_choice(
+        self,
+        names: list[str],
+        X: np.ndarray,
+        Y: np.ndarray,
+        codes: np.ndarray,
+        bounds: np.ndarray,
+        ks: np.ndarray,
+        Cs: np.ndarray,
+        inv: np.ndarray,
+        outer_jobs: int | None,
+    ) -> int:
+        """Recipe and stages chosen per outer fold by an inner grouped CV (rows in fold
+        order); sets the fitted attributes and returns the most iterations of any fit."""
+        A = Y.shape[1]
+        blocks = list(range(bounds.size - 1))
+        banks: dict[str, tuple[_Bank, list[_Sums]]] = {}
+        engines = {
+            n: _Engine(self._recipe_estimator(n), X, Y, codes, bounds, ks, Cs, banks)
+            for n in names
+        }
+        selector = _Selector(engines, self.n_stages, bool(self.prune_stages))
+
+        def outer(f: int) -> _Choice:
+            choice = selector.choose([b for b in blocks if b != f], [f])
+            if self.verbose:
+                picks = ", ".join(
+                    f"{r}/{st}" for r, st in zip(choice.recipe[-1], choice.stage[-1], strict=True)
+                )
+                _Engine._say(f"outer fold {f + 1}/{len(blocks)}: recipe/stages {picks}")
+            return choice
+
+        folds = Parallel(n_jobs=outer_jobs, prefer="threads")(delayed(outer)(f) for f in blocks)
+        final = selector.choose(blocks, [])
+        need: dict[str, int] = {}
+        for name, st in zip(final.recipe[-1], final.stage[-1], strict=True):
+            need[name] = max(need.get(name, 0), st)
+        self.pipelines_ = {
+            name: (
+                engines[name].est.context,
+                selector.get(name, blocks, [], keep_models=True).upto(st).models[:st],
+            )
+            for name, st in need.items()
+        }
+        self.recipes_ = list(final.recipe[-1])
+        self.stages_kept_ = [int(v) for v in final.stage[-1]]
+        runs = {name: self.pipelines_[name][1] for name in need}
+        depth = max(self.stages_kept_)
+        self.stages_ = [
+            [
+                runs[self.recipes_[a]][s][a] if s < self.stages_kept_[a] else None
+                for a in range(A)
+            ]
+            for s in range(depth)
+        ]
+        self.chosen_ = [
+            [None if m is None else (m.k, m.C) for m in st] for st in self.stages_
+        ]
+        self.chosen_inputs_ = [
+            [None if m is None else m.inputs for m in st] for st in self.stages_
+        ]
+        self.fold_choices_ = [c.summary() for c in folds]
+        self.final_choice_ = final.summary()
+        self.selection_scores_ = np.array(
+            [
+                [final.scores[final.recipe[m][a]][final.stage[m][a] - 1, a] for a in range(A)]
+                for m in range(self.n_stages)
+            ]
+        )
+        preds = np.concatenate([c.test_out for c in folds], axis=1)  # blocks in row order
+        self.stage_scores_ = np.array(
+            [[ccc(preds[m, :, a], Y[:, a]) for a in range(A)] for m in range(self.n_stages)]
+        )
+        self.stage_predictions_ = preds[:, inv]
+        seconds = np.zeros(self.n_stages)
+        for lazy in selector.passes():
+            done = lazy.res.seconds
+            seconds[: len(done)] += done
+        self.stage_seconds_ = seconds
+        return max(e.n_iter for e in engines.values())

@@ -25,7 +25,7 @@ from ser_mlflow import tracking
 from ser_mlflow.data import LABELS_FOLDER, DataError, read_avec_csv, write_avec_csv
 from ser_mlflow.data.avec import canonical_recording_name
 from ser_mlflow.data.fingerprint import corpus_fingerprint
-from ser_mlflow.metrics import score_recordings
+from ser_mlflow.metrics import bootstrap_ccc, bootstrap_ccc_difference, ccc, score_recordings
 
 Echo = Callable[[str], None]
 DEFAULT_STAGES = ("unimodal", "bimodal", "external")
@@ -224,10 +224,19 @@ def run_fusion(
     windows: str = "clean",
     max_iter: int = 1000,
     n_jobs: int = -1,
+    recipes: str = "auto",
+    prune_stages: bool = True,
+    seed: int = 0,
     experiment: str = "ser-ces",
     echo: Echo = print,
 ) -> FusionResult:
     """Fuse the top-N runs' devel predictions and log a ``ser.stage=fusion`` run.
+
+    ``recipes``: ``auto`` lets the cross-validation choose the recipe per fold and
+    attribute among ``fusion.RECIPES``; ``flags`` fixes it to ``context``, ``calibrate``,
+    ``input_selection`` and ``stage_inputs`` (chosen automatically when one of them is set
+    away from its default); or recipe names joined by ','. ``seed`` seeds liblinear and the
+    bootstrap intervals.
 
     Raises:
         ValueError: bad options, fewer than two usable inputs, recordings that differ
@@ -243,6 +252,21 @@ def run_fusion(
         raise ValueError(f"top_n: fusion needs at least 2 inputs, got {top_n}")
     ks = _parse_grid(contexts, int, "contexts")
     cs = _parse_grid(complexities, float, "complexities")
+    flags = {
+        "context": (context, "frames"),
+        "calibrate": (calibrate, False),
+        "input_selection": (input_selection, "all"),
+        "stage_inputs": (stage_inputs, "oof"),
+    }
+    set_flags = [name for name, (value, default) in flags.items() if value != default]
+    if recipes == "auto" and set_flags and protocol == "cv":
+        echo(f"Recipe fixed by {', '.join(set_flags)} (recipes=flags)")
+        recipes = "flags"
+    recipe_arg: Any
+    if recipes in ("auto", "flags"):
+        recipe_arg = None if recipes == "flags" else "auto"
+    else:
+        recipe_arg = tuple(r.strip() for r in recipes.split(",") if r.strip())
     # plain strings from the CLI; the estimator validates every choice
     choices: dict[str, Any] = {
         "protocol": protocol,
@@ -261,6 +285,9 @@ def run_fusion(
         loss=loss,
         max_iter=max_iter,
         n_jobs=n_jobs,
+        recipes=recipe_arg,
+        prune_stages=prune_stages,
+        random_state=seed,
         verbose=2 if solver == "liblinear" or loss == "epsilon_insensitive" else 1,
         **choices,
     )
@@ -326,6 +353,13 @@ def run_fusion(
     echo(f"Fusing {len(used)} runs by {rank_metric}: {', '.join(systems)}")
     echo(f"Protocol: {note}")
     echo(f"SVR: loss {loss}, solver {solver}, windows {windows}")
+    if not in_sample and (recipe_arg is not None or prune_stages):
+        echo(
+            f"Recipe: {'the flags' if recipe_arg is None else recipes} per outer fold and "
+            "attribute by an inner CV grouped by recording"
+            + (f"; at most {n_stages} stages, each kept only while the inner CV improves"
+               if prune_stages else "")
+        )  # fmt: skip
     started = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -370,18 +404,30 @@ def run_fusion(
                 "max_iter": max_iter,
                 "data_root": str(root),
                 "n_inputs": len(used),
+                "recipes": recipes,
+                "prune_stages": prune_stages,
+                "seed": seed,
             }
         )
+        tracking.log_params(
+            {f"recipe_{a}": r for a, r in zip(attrs, est.recipes_, strict=True)}
+            | {f"stages_kept_{a}": n for a, n in zip(attrs, est.stages_kept_, strict=True)}
+        )
+        for s, stage_choice in enumerate(est.chosen_):
+            for a, kc in zip(attrs, stage_choice, strict=True):
+                if kc is not None:  # None: beyond the stages this attribute kept
+                    name = f"stage{s + 1}_{a}"
+                    tracking.log_params({f"{name}_k": kc[0], f"{name}_C": kc[1]})
         for s in range(n_stages):
-            for j, a in enumerate(attrs):
-                k, c = est.chosen_[s][j]
-                tracking.log_params({f"stage{s + 1}_{a}_k": k, f"stage{s + 1}_{a}_C": c})
             preds = {rec: est.stage_predictions_[s][groups == rec] for rec in golds}
             metrics = score_recordings(preds, golds, cultures, attrs, prefix="devel_")
             tracking.log_metrics(metrics, step=s + 1)
         # iterations: liblinear reaching max_iter means it stopped unconverged (published)
         tracking.log_metrics({"fusion_fit_seconds": fit_seconds, "fusion_n_iter": est.n_iter_})
         final = {rec: est.stage_predictions_[-1][groups == rec] for rec in golds}
+        intervals = fusion_intervals(X, y, groups, est.stage_predictions_[-1], cultures,
+                                     list(systems), attrs, seed=seed)  # fmt: skip
+        tracking.log_metrics(intervals.metrics())
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp) / "predictions"
             for rec, values in final.items():
@@ -407,7 +453,10 @@ def run_fusion(
             (Path(tmp) / "chosen.json").write_text(
                 json.dumps(
                     {
-                        "chosen": [[list(map(float, kc)) for kc in st] for st in est.chosen_],
+                        "chosen": [
+                            [None if kc is None else list(map(float, kc)) for kc in st]
+                            for st in est.chosen_
+                        ],
                         "stage_scores": np.asarray(est.stage_scores_).tolist(),
                         "inputs": dict(zip(systems, used, strict=True)),
                     },
@@ -415,6 +464,9 @@ def run_fusion(
                 )
             )
             tracking.log_text((Path(tmp) / "chosen.json").read_text(), "fusion/chosen.json")
+            tracking.log_text(
+                json.dumps(recipe_report(est, attrs), indent=1), "fusion/recipes.json"
+            )
         from ser_mlflow import plots
 
         tracking.log_figure(
@@ -429,6 +481,14 @@ def run_fusion(
             ),
             "plots/ccc_per_stage.png",
         )
+        tracking.log_figure(
+            plots.fusion_intervals(
+                intervals,
+                title=f"Fusion vs its inputs, {'in-sample' if in_sample else 'cv'}: 95% "
+                "bootstrap over recordings",
+            ),
+            "plots/ccc_intervals.png",
+        )
         tracking.log_fusion_model(
             est,
             system_labels=list(systems),
@@ -440,5 +500,147 @@ def run_fusion(
     echo(f"\n{'stage':<7}" + "".join(f"{a:>10}" for a in attrs) + f"{'mean':>10}")
     for s, row in enumerate(scores, start=1):
         echo(f"{s:<7}" + "".join(f"{v:>10.3f}" for v in row) + f"{row.mean():>10.3f}")
+    if not in_sample and est.fold_choices_:
+        echo("recipe / stages kept: " + ", ".join(
+            f"{a} {r}/{n}" for a, r, n in zip(attrs, est.recipes_, est.stages_kept_, strict=True)
+        ) + "  (per outer fold: fusion/recipes.json)")  # fmt: skip
+    for line in intervals.table():
+        echo(line)
     echo(f"fusion run {run.info.run_id} ({'in-sample, paper protocol' if in_sample else 'cv'})")
+    from ser_mlflow import views
+
+    for line in views.publish_fusion_view(run.info.run_id).lines():
+        echo(line)
+    metrics.update(intervals.metrics())
     return FusionResult(run.info.run_id, used, skipped, scores, metrics)
+
+
+@dataclass
+class FusionIntervals:
+    """Fused CCC and its paired gains over the best single input and the plain mean, each
+    with a 95 % bootstrap interval over recordings resampled within culture."""
+
+    attributes: tuple[str, ...]
+    fused: np.ndarray  # (3, A): estimate, low, high
+    best_single: np.ndarray  # (A,) CCC of the best single input
+    best_names: list[str]
+    mean: np.ndarray  # (A,) CCC of the plain mean of the inputs
+    gain_best: np.ndarray  # (4, A): difference, low, high, p
+    gain_mean: np.ndarray  # (4, A)
+    n_boot: int
+    seed: int
+
+    def metrics(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for j, a in enumerate(self.attributes):
+            out[f"devel_ccc_{a}_ci_low"] = float(self.fused[1, j])
+            out[f"devel_ccc_{a}_ci_high"] = float(self.fused[2, j])
+            out[f"devel_best_single_ccc_{a}"] = float(self.best_single[j])
+            out[f"devel_mean_inputs_ccc_{a}"] = float(self.mean[j])
+            for ref, g in (("best_single", self.gain_best), ("mean", self.gain_mean)):
+                key = f"devel_gain_{ref}_ccc_{a}"
+                out[key] = float(g[0, j])
+                out[f"{key}_ci_low"] = float(g[1, j])
+                out[f"{key}_ci_high"] = float(g[2, j])
+                out[f"{key}_p"] = float(g[3, j])
+        return out
+
+    def table(self) -> list[str]:
+        """Console lines; a gain whose interval includes 0 says so."""
+        w = 34  # room for "+0.000 [+0.000, +0.000] incl. 0" and a gap
+        head = (
+            f"\ndevel CCC, 95% bootstrap interval over recordings (resampled within culture, "
+            f"{self.n_boot} resamples, seed {self.seed}):"
+        )
+        lines = [head, f"  {'':<22}" + "".join(f"{a:<{w}}" for a in self.attributes)]
+
+        def cell(v: float, lo: float, hi: float, sign: str = "") -> str:
+            return f"{v:{sign}.3f} [{lo:{sign}.3f}, {hi:{sign}.3f}]"
+
+        lines.append(f"  {'fused':<22}" + "".join(
+            f"{cell(*self.fused[:, j]):<{w}}" for j in range(len(self.attributes))))
+        lines.append(f"  {'best single input':<22}" + "".join(
+            f"{f'{v:.3f} ({n})':<{w}}" for v, n in zip(self.best_single, self.best_names,
+                                                        strict=True)))
+        lines.append(f"  {'mean of the inputs':<22}" + "".join(
+            f"{v:<{w}.3f}" for v in self.mean))
+        for label, g in (("gain vs best single", self.gain_best),
+                         ("gain vs mean", self.gain_mean)):
+            cells = []
+            for j in range(len(self.attributes)):
+                text = cell(g[0, j], g[1, j], g[2, j], "+")
+                if g[1, j] <= 0.0 <= g[2, j]:
+                    text += " incl. 0"
+                cells.append(f"{text:<{w}}")
+            lines.append(f"  {label:<22}" + "".join(cells))
+        return [line.rstrip() for line in lines]  # fmt: skip
+
+
+#: Bootstrap resamples of the intervals every fusion run logs.
+N_BOOT = 2000
+
+
+def fusion_intervals(
+    X: np.ndarray,
+    y: np.ndarray,
+    groups: np.ndarray,
+    fused: np.ndarray,
+    cultures: dict[str, str],
+    systems: list[str],
+    attributes: Sequence[str],
+    *,
+    seed: int,
+    n_boot: int = N_BOOT,
+) -> FusionIntervals:
+    """Intervals of the fused devel CCC and its gains, X laid out system-major.
+
+    The best single input is, per attribute, the system whose own prediction of that
+    attribute scores highest on these frames; the plain mean averages every system's
+    prediction of it. Both are paired with the fused predictions on the same resamples.
+    """
+    A = y.shape[1]
+    recs = list(dict.fromkeys(groups.tolist()))
+    rows = [groups == r for r in recs]
+    strata = [cultures[r] for r in recs]
+    golds = [y[m] for m in rows]
+    fused_r = [fused[m] for m in rows]
+    n_sys = X.shape[1] // A
+    single = np.array([[ccc(X[:, s * A + a], y[:, a]) for a in range(A)] for s in range(n_sys)])
+    best = single.argmax(axis=0)
+    best_pred = np.stack([X[:, best[a] * A + a] for a in range(A)], axis=1)
+    mean_pred = np.stack([X[:, a::A].mean(axis=1) for a in range(A)], axis=1)
+    kw = {"n_boot": n_boot, "seed": seed}
+    fused_ci = np.stack(bootstrap_ccc(fused_r, golds, strata, **kw))
+    gains = [
+        np.stack(bootstrap_ccc_difference(fused_r, [ref[m] for m in rows], golds, strata, **kw))
+        for ref in (best_pred, mean_pred)
+    ]
+    return FusionIntervals(
+        attributes=tuple(attributes),
+        fused=fused_ci,
+        best_single=single.max(axis=0),
+        best_names=[systems[int(i)].split("#")[0] for i in best],
+        mean=np.array([ccc(mean_pred[:, a], y[:, a]) for a in range(A)]),
+        gain_best=gains[0],
+        gain_mean=gains[1],
+        n_boot=n_boot,
+        seed=seed,
+    )
+
+
+def recipe_report(est: Any, attributes: Sequence[str]) -> dict[str, Any]:
+    """What the fusion chose, per outer fold and for the final model (JSON-ready)."""
+    from ser_mlflow.fusion import RECIPES
+
+    def named(choices: list[dict[str, Any]]) -> dict[str, Any]:
+        return dict(zip(attributes, choices, strict=True))
+
+    return {
+        "final": {
+            a: {"recipe": r, "stages": int(n)}
+            for a, r, n in zip(attributes, est.recipes_, est.stages_kept_, strict=True)
+        },
+        "final_inner": named(est.final_choice_) if est.final_choice_ else {},
+        "folds": [named(f) for f in est.fold_choices_],
+        "recipes": RECIPES,
+    }

@@ -168,3 +168,41 @@ def emotions_over_time(
     fig.tight_layout()
     plt.close(fig)
     return fig
+
+
+def fusion_intervals(intervals: Any, *, title: str) -> Any:
+    """Fused CCC vs the best single input and the plain mean, and the two paired gains,
+    each fused/gain bar with its bootstrap interval (``latefusion.FusionIntervals``)."""
+    attrs = list(intervals.attributes)
+    x = np.arange(len(attrs))
+    fig, (ax, ax_gain) = plt.subplots(1, 2, figsize=(11, 4))
+    f = intervals.fused
+    ax.bar(x - 0.27, intervals.best_single, 0.27, label="best single input", color="#bbbbbb")
+    ax.bar(x, intervals.mean, 0.27, label="mean of the inputs", color="#777777")
+    ax.bar(x + 0.27, f[0], 0.27, label="fused (95% CI)", color="#1f77b4",
+           yerr=np.abs(f[1:] - f[0]), capsize=4)  # fmt: skip
+    ax.set_xticks(x, attrs)
+    ax.set(ylabel="devel CCC", title="CCC")
+    ax.legend(fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    for off, (label, g, color) in zip(
+        (-0.2, 0.2),
+        (("vs best single input", intervals.gain_best, "#ff7f0e"),
+         ("vs mean of the inputs", intervals.gain_mean, "#2ca02c")),
+        strict=True,
+    ):  # fmt: skip
+        ax_gain.bar(x + off, g[0], 0.4, label=label, color=color,
+                    yerr=np.abs(g[1:3] - g[0]), capsize=4)  # fmt: skip
+        for j in range(len(attrs)):
+            if g[1, j] <= 0.0 <= g[2, j]:
+                ax_gain.annotate("CI incl. 0", (x[j] + off, g[2, j]), ha="center",
+                                 va="bottom", fontsize=7)  # fmt: skip
+    ax_gain.axhline(0.0, color="black", lw=0.8)
+    ax_gain.set_xticks(x, attrs)
+    ax_gain.set(ylabel="paired CCC gain", title="Gain of the fusion (95% CI)")
+    ax_gain.legend(fontsize=8)
+    ax_gain.grid(axis="y", alpha=0.3)
+    fig.suptitle(title)
+    fig.tight_layout()
+    plt.close(fig)
+    return fig

@@ -414,6 +414,90 @@ def search_state(parent_run_id: str, *, objective_metrics: Sequence[str]) -> dic
     }
 
 
+def fusion_filter(digest: str = "") -> str:
+    """Every fusion run (on one corpus when ``digest`` is given)."""
+    flt = f"tags.`{tracking.TAG_STAGE}` = 'fusion'"
+    return flt + (f" and tags.`{tracking.TAG_DIGEST}` = '{digest}'" if digest else "")
+
+
+def fusion_state(*, search_filter: str) -> dict[str, Any]:
+    """Fusion runs grouped by protocol (paper vs cv side by side), CCC per stage as charts.
+
+    The per-stage metrics are logged at ``step`` = stage, so the line cards plot CCC
+    against the stage; the charts show single runs (not group means), each named after its
+    protocol and stage count. Bars: the fused CCC and its gains over the best single input
+    and over the plain mean of the inputs (the bootstrap interval ends are columns).
+    """
+    stages, gains = "ser-sec-stages", "ser-sec-gains"
+    ccc_cols = [
+        m
+        for a in ATTRS
+        for m in (f"devel_ccc_{a}", f"devel_ccc_{a}_ci_low", f"devel_ccc_{a}_ci_high")
+    ]
+    gain_cols = [f"devel_gain_{ref}_ccc_{a}" for ref in ("best_single", "mean") for a in ATTRS]
+    state = _base_state(
+        "",
+        order_by="devel_ccc_mean",
+        columns=[
+            col("tags", "ser.protocol"),
+            col("params", "recipes"),
+            col("params", "n_stages"),
+            *(col("metrics", m) for m in ("devel_ccc_mean", *ccc_cols, *gain_cols)),
+        ],
+        search_filter=search_filter,
+    )
+    state.update(
+        {
+            "groupBy": {
+                "aggregateFunction": "max",
+                "groupByKeys": [{"mode": "tag", "groupByData": "ser.protocol"}],
+            },
+            "useGroupedValuesInCharts": False,
+            "compareRunCharts": [
+                line_card(m, section=stages, title=f"{_pretty(m)} per stage", count=20)
+                for m in (CCC[-1], *CCC[:-1])
+            ]
+            + [bar_card(m, section=gains, title=m.replace("devel_", ""), count=20)
+               for m in gain_cols],
+            "compareRunSections": [
+                _section(stages, "Devel CCC per fusion stage (paper vs cv)", display=True,
+                         columns=4),
+                _section(gains, "Gain over the best single input / the plain mean",
+                         display=True),
+                *_rest_sections(),
+            ],
+        }
+    )  # fmt: skip
+    return state
+
+
+def write_fusion_view(run_id: str) -> View:
+    """The view of the fusion runs on the run's corpus, keyed by this run.
+
+    Raises:
+        ViewUnsupported, ValueError, MlflowException: see :func:`write_view`.
+    """
+    run = tracking.get_run(run_id)
+    tags = run.data.tags
+    state = fusion_state(search_filter=fusion_filter(tags.get(tracking.TAG_DIGEST, "")))
+    name = f"ser fusion: paper vs cv, CCC per stage [{run_id[:8]}]"
+    return write_view(kind="fusion", parent_run_id=run_id, name=name, state=state)
+
+
+def publish_fusion_view(run_id: str) -> Published:
+    """Write the fusion view; never raises (a link is a convenience, not a result)."""
+    try:
+        return Published("fusion", run_id, write_fusion_view(run_id))
+    except ViewUnsupported as exc:
+        reason = str(exc)
+    except Exception as exc:  # a failing store call must not fail a finished fusion
+        reason = f"writing the view failed ({type(exc).__name__}: {exc})"
+    digest = ""
+    with contextlib.suppress(Exception):
+        digest = tracking.get_run(run_id).data.tags.get(tracking.TAG_DIGEST, "")
+    return Published("fusion", run_id, None, reason, search_filter=fusion_filter(digest))
+
+
 def encode_view(name: str, state: dict[str, Any], *, created_at: int, updated_at: int) -> str:
     """The experiment tag value: the UI's saved-view envelope, compressed only if needed.
 
@@ -625,6 +709,7 @@ class Published:
     view: View | None
     reason: str = ""
     rank_metric: str = "devel_ccc_mean"
+    search_filter: str = ""
 
     def lines(self, *, base: str | None = None) -> list[str]:
         """What a command prints; never raises (a link is a convenience, not a result)."""
@@ -633,9 +718,10 @@ class Published:
                 self.view,
                 parent_run_id=self.parent_run_id,
                 reason=self.reason,
-                charts=self.step in ("compare", "search"),
+                charts=self.step in ("compare", "search", "fusion"),
                 order_by=self.rank_metric,
                 base=base,
+                search_filter=self.search_filter,
             )
         except Exception as exc:
             return [f"(no MLflow UI link: {type(exc).__name__}: {exc})"]
@@ -664,8 +750,12 @@ def link_lines(
     charts: bool = True,
     order_by: str = "devel_ccc_mean",
     base: str | None = None,
+    search_filter: str = "",
 ) -> list[str]:
-    """The view's links (table, and charts when asked), or a plain runs link and why."""
+    """The view's links (table, and charts when asked), or a plain runs link and why.
+
+    ``search_filter`` replaces the step's children filter of the plain link.
+    """
     lines = []
     if view is not None:
         lines.append(f"MLflow UI view {view.name!r}:")
@@ -680,7 +770,7 @@ def link_lines(
             + runs_url(
                 exp,
                 base=base,
-                search_filter=step_filter(parent_run_id),
+                search_filter=search_filter or step_filter(parent_run_id),
                 order_by=col("metrics", order_by),
             )
         )

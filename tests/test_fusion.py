@@ -12,6 +12,7 @@ from sklearn.svm import LinearSVR
 from sklearn.utils.estimator_checks import check_estimator
 
 from ser_mlflow.fusion import (
+    RECIPES,
     MultistageSVRFusion,
     context_windows,
     group_codes,
@@ -151,6 +152,8 @@ def _check_params() -> list[dict]:
         },
         {"protocol": "paper", "windows": "published", "loss": "epsilon_insensitive", **SMALL},
         {"protocol": "cv", "n_splits": 3, "n_stages": 2, "windows": "published", **SMALL},
+        {"protocol": "cv", "n_splits": 3, "n_stages": 2, "recipes": None, **SMALL},
+        {"n_splits": 3, "n_stages": 2, **SMALL},  # the default: recipe and stages chosen
     ]
 
 
@@ -200,6 +203,11 @@ def test_predict_before_fit_raises() -> None:
         ({"input_selection": ("same",)}, None, None, "one value per attribute"),
         ({"input_selection": "some"}, None, None, "input_selection: expected one of"),
         ({"stage_inputs": "both"}, None, None, "stage_inputs: expected one of"),
+        ({"recipes": "fast"}, None, None, "recipes: expected 'auto', None or names"),
+        ({"recipes": ()}, None, None, "recipes: expected 'auto', None or names"),
+        ({"recipes": ("mean-cal",), "windows": "published"}, None, None, "read window means"),
+        ({"recipes": ("mean-cal-same",)}, "odd", None, "system-major"),
+        ({"prune_stages": "yes"}, None, None, "prune_stages: expected True or False"),
     ],
 )
 def test_bad_input_raises(toy, params: dict, X_bad, groups_bad, match: str) -> None:
@@ -373,6 +381,108 @@ def test_cv_scores_are_out_of_fold_on_noise() -> None:
     assert np.all(np.abs(cv.stage_scores_) < 0.1), cv.stage_scores_
 
 
+def _smooth_noise(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Inputs and targets independent of each other, each smooth within its recording
+    (like emotion traces), 14 recordings of uneven length: folds grouped by recording
+    differ from folds of frames, and a frame's neighbours tell its label."""
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(60, 140, size=14)
+    X = np.vstack([smooth_series(rng, 1, n, 6) for n in lengths])
+    y = np.vstack([smooth_series(rng, 1, n, 2) for n in lengths])
+    groups = np.repeat(np.arange(14), lengths)
+    single = np.array([[ccc(X[:, s * 2 + a], y[:, a]) for a in range(2)] for s in range(3)])
+    return X, y, groups, single.max(axis=0)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_default_on_smooth_noise_does_not_beat_the_best_single_input(seed: int) -> None:
+    """No leakage through the recipe and stage choice: on pure noise the default's nested
+    cv scores stay at or below the best single input (itself picked on these labels),
+    while an in-sample fit of the same data scores high."""
+    X, y, groups, best_single = _smooth_noise(seed)
+    grid = {"n_stages": 3, "n_splits": 4, "contexts": (1, 4), "complexities": (0.01, 1.0)}
+    est = MultistageSVRFusion(**grid).fit(X, y, groups)
+    ceiling = np.maximum(best_single, 0.0) + 0.05
+    assert np.all(est.stage_scores_ < ceiling), (est.stage_scores_, best_single)
+    assert len(est.fold_choices_) == 4
+    assert all(c["recipe"] in RECIPES for fold in est.fold_choices_ for c in fold)
+    paper = MultistageSVRFusion(protocol="paper", **grid).fit(X, y, groups)
+    assert np.all(paper.stage_scores_[-1] > est.stage_scores_[-1] + 0.1), paper.stage_scores_
+
+
+def test_held_out_fold_predictions_never_read_its_labels() -> None:
+    """Replace one outer fold's labels by other noise: its nested predictions, and the
+    recipe and stages chosen for it, must not move (any choice that read them would)."""
+    from sklearn.model_selection import GroupKFold
+
+    X, y, groups, _ = _smooth_noise(2)
+    grid = {"n_stages": 2, "n_splits": 4, "contexts": (1, 4), "complexities": (0.01, 1.0)}
+    folds = [t for _, t in GroupKFold(n_splits=4).split(X, groups=group_codes(groups, len(X)))]
+    held = np.zeros(len(X), dtype=bool)
+    held[folds[0]] = True
+    y2 = y.copy()
+    y2[held] = np.random.default_rng(9).normal(size=(held.sum(), 2))
+    a = MultistageSVRFusion(**grid).fit(X, y, groups)
+    b = MultistageSVRFusion(**grid).fit(X, y2, groups)
+    np.testing.assert_allclose(a.stage_predictions_[:, held], b.stage_predictions_[:, held],
+                               atol=1e-10)  # fmt: skip
+    assert a.fold_choices_[0] == b.fold_choices_[0]  # block 0 is GroupKFold's first fold
+    assert not np.allclose(a.stage_predictions_[:, ~held], b.stage_predictions_[:, ~held])
+
+
+def test_recipe_choice_with_one_fixed_recipe_equals_the_fixed_procedure(toy) -> None:
+    """The choice machinery with one recipe and one stage is the old fixed-recipe fit: this
+    pins the outer-fold bookkeeping of the chosen path."""
+    X, y, groups = toy
+    params = {"n_stages": 1, "n_splits": 3, "context": "mean", "calibrate": True, **SMALL}
+    fixed = MultistageSVRFusion(recipes=None, prune_stages=False, **params).fit(X, y, groups)
+    chosen = MultistageSVRFusion(recipes=None, **params).fit(X, y, groups)
+    np.testing.assert_allclose(chosen.stage_predictions_, fixed.stage_predictions_, atol=1e-12)
+    np.testing.assert_allclose(chosen.predict(X, groups), fixed.predict(X, groups), atol=1e-12)
+    assert chosen.recipes_ == ["flags", "flags"] and chosen.stages_kept_ == [1, 1]
+
+
+def test_chosen_recipes_and_stages_are_what_predict_uses(toy) -> None:
+    X, y, groups = toy
+    est = MultistageSVRFusion(
+        n_stages=3, n_splits=3, recipes=("paper", "mean-cal-same"), **SMALL
+    ).fit(X, y, groups)
+    assert set(est.recipes_) <= {"paper", "mean-cal-same"}
+    assert all(1 <= n <= 3 for n in est.stages_kept_)
+    assert est.stage_scores_.shape == (3, 2) and est.stage_predictions_.shape[0] == 3
+    for a, (name, kept) in enumerate(zip(est.recipes_, est.stages_kept_, strict=True)):
+        assert est.final_choice_[a]["recipe"] == name and est.final_choice_[a]["stages"] == kept
+        assert all(m is not None for m in (est.stages_[s][a] for s in range(kept)))
+        assert all(est.chosen_[s][a] is None for s in range(kept, len(est.chosen_)))
+        # the inner score of the chosen (recipe, stages) is the best of every candidate
+        inner = est.final_choice_[a]["inner_ccc"]
+        assert inner[name][kept - 1] == max(max(v) for v in inner.values()) or kept < 3
+    # predict runs each attribute's recipe pipeline to its kept stage
+    outs = est.stage_outputs(X, group_codes(groups, X.shape[0]))
+    np.testing.assert_allclose(est.predict(X, groups), outs[-1])
+    context, stages = est.pipelines_[est.recipes_[0]]
+    assert context == RECIPES[est.recipes_[0]]["context"]
+
+
+@pytest.mark.skipif(not DATA.is_dir(), reason="shared AVEC 2019 devel data not present")
+def test_published_recipe_gives_the_same_numbers_twice() -> None:
+    """liblinear's coordinate order comes from a per-process generator: the fits run in
+    processes, so one seed gives one result whatever n_jobs (in threads they raced)."""
+    X, y, groups, _ = _load_real()
+    keep = np.isin(groups, sorted(set(groups.tolist()))[:3])
+    params = {
+        "protocol": "paper", "n_stages": 1, "contexts": (2, 3), "complexities": (0.1, 1.0),
+        "windows": "published", "loss": "epsilon_insensitive", "solver": "liblinear",
+        "max_iter": 300, "n_jobs": 2, "random_state": 3,
+    }  # fmt: skip
+    with pytest.warns(ConvergenceWarning):  # unconverged, so the coordinate order matters
+        first = MultistageSVRFusion(**params).fit(X[keep], y[keep], groups[keep])
+    with pytest.warns(ConvergenceWarning):
+        second = MultistageSVRFusion(**params).fit(X[keep], y[keep], groups[keep])
+    np.testing.assert_array_equal(first.stage_predictions_, second.stage_predictions_)
+    np.testing.assert_array_equal(first.stage_scores_, second.stage_scores_)
+
+
 # --------------------------------------------------------------------------- real data
 
 
@@ -407,7 +517,9 @@ def test_real_data_paper_near_published_and_cv_lower() -> None:
     # the exact squared-loss fit with clean windows lands above the published fit
     assert np.all(np.abs(got[:2] - published[:2]) < 0.06), got
     assert published[2] - 0.02 < got[2] < published[2] + 0.12, got
-    cv = MultistageSVRFusion(protocol="cv", **grid).fit(X, y, groups)
+    # the same (paper) recipe scored honestly
+    cv = MultistageSVRFusion(protocol="cv", recipes=None, prune_stages=False, **grid)
+    cv.fit(X, y, groups)
     assert np.all(cv.stage_scores_[0] < got - 0.05), (cv.stage_scores_, got)
 
 

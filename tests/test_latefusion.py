@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -55,11 +56,50 @@ def test_real_baselines_import_and_fuse(tracking_store: str) -> None:
     # in-sample stage 1 is above every single input (0.531 / 0.565 / 0.159)
     assert (paper.stage_scores[0] > np.array([0.531, 0.565, 0.159])).all()
     # the honest protocol scores on recordings it did not fit: lower than in-sample
-    cv = latefusion.run_fusion(data_root=SHARED, protocol="cv", n_stages=1, **QUIET)
+    lines: list[str] = []
+    cv = latefusion.run_fusion(data_root=SHARED, protocol="cv", n_stages=1, echo=lines.append)
     assert (cv.stage_scores[0] < paper.stage_scores[0]).all()
-    assert mlflow.get_run(cv.run_id).data.tags["ser.in_sample"] == "false"
-    arts = {a.path for a in mlflow.MlflowClient().list_artifacts(cv.run_id, "plots")}
-    assert "plots/ccc_per_stage.png" in arts
+    run = mlflow.get_run(cv.run_id)
+    assert run.data.tags["ser.in_sample"] == "false"
+    client = mlflow.MlflowClient()
+    arts = {a.path for a in client.list_artifacts(cv.run_id, "plots")}
+    assert {"plots/ccc_per_stage.png", "plots/ccc_intervals.png"} <= arts
+    # the recipe chosen per outer fold and attribute, and the stages kept
+    from ser_mlflow.fusion import AUTO_RECIPES
+
+    params = run.data.params
+    assert params["recipes"] == "auto" and params["seed"] == "0"
+    for a in ("arousal", "valence", "liking"):
+        assert params[f"recipe_{a}"] in AUTO_RECIPES and params[f"stages_kept_{a}"] == "1"
+    report = json.loads(Path(client.download_artifacts(cv.run_id, "fusion/recipes.json"))
+                        .read_text())  # fmt: skip
+    assert len(report["folds"]) == 5
+    assert set(report["folds"][0]["liking"]["inner_ccc"]) == set(AUTO_RECIPES)
+    # intervals over recordings: the fused CCC and its gains, each inside its interval
+    m = run.data.metrics
+    assert m["devel_best_single_ccc_valence"] == pytest.approx(0.565, abs=5e-4)
+    assert m["devel_mean_inputs_ccc_arousal"] == pytest.approx(0.559, abs=5e-4)
+    for a in ("arousal", "valence", "liking"):
+        assert m[f"devel_ccc_{a}_ci_low"] < m[f"devel_ccc_{a}"] < m[f"devel_ccc_{a}_ci_high"]
+        for ref, base in (("best_single", "best_single"), ("mean", "mean_inputs")):
+            key = f"devel_gain_{ref}_ccc_{a}"
+            assert m[f"{key}_ci_low"] < m[key] < m[f"{key}_ci_high"]
+            assert m[key] == pytest.approx(m[f"devel_ccc_{a}"] - m[f"devel_{base}_ccc_{a}"])
+    assert any(line.lstrip().startswith("gain vs best single") for line in lines)
+    # the saved UI view: fusion runs on this corpus, CCC per stage as charts
+    from ser_mlflow import views
+
+    key = run.data.tags[views.TAG_VIEW_KEY]
+    assert key == f"ser-fusion-{cv.run_id}" and any("charts:" in line for line in lines)
+    state = views.read_view(views.View(key=key, experiment_id=run.info.experiment_id,
+                                       name="", kind="fusion", parent_run_id=cv.run_id))
+    assert "tags.`ser.stage` = 'fusion'" in state["searchFilter"]
+    assert {c["metricKey"] for c in state["compareRunCharts"] if c["type"] == "LINE"} == {
+        f"devel_ccc_{a}" for a in ("arousal", "valence", "liking", "mean")
+    }
+    shown = mlflow.search_runs(search_all_experiments=True, output_format="list",
+                               filter_string=state["searchFilter"])  # fmt: skip
+    assert {r.info.run_id for r in shown} == {paper.run_id, cv.run_id}
     # the published windows and loss, solved exactly (k and C fixed to keep it short)
     lines: list[str] = []
     exact = latefusion.run_fusion(
@@ -177,7 +217,10 @@ def test_fusion_of_trained_runs(tiny_corpus: Path, tracking_store: str, tmp_path
     assert [m.step for m in hist] == [1, 2]
     assert client.get_metric_history(res.run_id, "devel_DE_ccc_liking")
     run = mlflow.get_run(res.run_id)
-    assert run.data.params["stage2_liking_k"] in ("1", "2")
+    kept = int(run.data.params["stages_kept_liking"])  # n_stages is a maximum under cv
+    assert 1 <= kept <= 2
+    assert all(run.data.params[f"stage{s}_liking_k"] in ("1", "2") for s in range(1, kept + 1))
+    assert ("stage2_liking_k" in run.data.params) == (kept == 2)
     assert run.data.tags["ser.model_input"] == "raw"
     model = mlflow.pyfunc.load_model(f"runs:/{res.run_id}/model")
     meta = model.unwrap_python_model().meta
@@ -213,6 +256,36 @@ def test_fusion_of_trained_runs(tiny_corpus: Path, tracking_store: str, tmp_path
     # too few inputs
     with pytest.raises(ValueError, match="at least 2"):
         latefusion.run_fusion(data_root=tiny_corpus, top_n=1, **QUIET)
+
+
+def test_fusion_refuses_an_unknown_recipe_before_any_run(tracking_store: str) -> None:
+    res = CliRunner().invoke(main, ["fusion", "--data-root", "nowhere", "--recipes", "fast"])
+    assert res.exit_code == 2, res.output
+    assert "recipes: expected 'auto', None or names" in res.output
+    assert "Traceback" not in res.output
+    assert mlflow.search_runs(search_all_experiments=True, output_format="list") == []
+
+
+def test_interval_table_says_when_a_gain_interval_includes_zero() -> None:
+    iv = latefusion.FusionIntervals(
+        attributes=("arousal", "valence"),
+        fused=np.array([[0.6, 0.5], [0.55, 0.4], [0.65, 0.6]]),
+        best_single=np.array([0.5, 0.49]),
+        best_names=["a", "b"],
+        mean=np.array([0.52, 0.45]),
+        gain_best=np.array([[0.1, 0.01], [0.05, -0.02], [0.15, 0.04], [0.001, 0.6]]),
+        gain_mean=np.array([[0.08, 0.05], [0.01, 0.001], [0.12, 0.09], [0.01, 0.04]]),
+        n_boot=10,
+        seed=0,
+    )
+    rows = {line[:24].strip(): line for line in iv.table()[2:]}
+    assert "incl. 0" not in rows["gain vs mean"]
+    best = rows["gain vs best single"]
+    assert best.count("incl. 0") == 1 and "+0.010 [-0.020, +0.040] incl. 0" in best
+    assert "+0.100 [+0.050, +0.150]" in best
+    metrics = iv.metrics()
+    assert metrics["devel_gain_best_single_ccc_valence_ci_low"] == -0.02
+    assert metrics["devel_ccc_arousal_ci_high"] == 0.65
 
 
 @pytest.mark.usefixtures("shared_data")  # absent: skip; under CI: fail
