@@ -1068,7 +1068,8 @@ class MultistageSVRFusion(RegressorMixin, BaseEstimator):
             attribute by an inner cross-validation grouped by recording (see
             ``RECIPES``): ``"auto"`` (``AUTO_RECIPES``; those reading frame windows only under
             ``windows="published"``, those reading one attribute's columns only when X is
-            laid out system-major with more than one attribute), a sequence of names, or
+            laid out system-major with more than one attribute; when none is left, the
+            estimator's own parameters), a sequence of names, or
             None: one recipe, the estimator's own ``context``, ``calibrate``,
             ``input_selection`` and ``stage_inputs``. ``protocol="paper"`` always uses its
             own parameters (the published behaviour).
@@ -1483,6 +1484,9 @@ class MultistageSVRFusion(RegressorMixin, BaseEstimator):
                 names = [n for n in names if RECIPES[n]["context"] == "frames"]
             if not same_ok:
                 names = [n for n in names if RECIPES[n]["input_selection"] == "all"]
+            # e.g. published windows on one attribute: no auto recipe applies, so the
+            # estimator's own parameters are the one candidate (stages still chosen)
+            names = names or [FLAGS_RECIPE]
         elif not same_ok and any(RECIPES[n]["input_selection"] != "all" for n in names):
             raise ValueError(
                 f"recipes={self.recipes!r}: the '-same' recipes need X columns laid out as "
