@@ -620,7 +620,8 @@ def import_predictions(predictions: Path, labels: Path, name: str, experiment: s
                    "--data-root).")
 @click.option("--protocol", type=click.Choice(["cv", "paper"]), default="cv", show_default=True,
               help="cv: honest, grouped by recording; paper: in-sample as published.")
-@click.option("--n-stages", type=int, default=5, show_default=True)
+@click.option("--n-stages", default="", show_default="5 under paper, 1 under cv",
+              help="Number of stages (paper) or their maximum (cv).")
 @click.option("--contexts", default="11,13,15,17,19", show_default=True)
 @click.option("--complexities", default="0.001,0.01,0.1,1", show_default=True)
 @click.option("--n-splits", type=int, default=5, show_default=True)
@@ -668,6 +669,7 @@ def fusion(**kw: Any) -> None:
 
     check_fusion_options(kw)
     kw["filter_string"] = kw["filter_string"] or None
+    kw["n_stages"] = _optional_int(kw["n_stages"], "--n-stages")
     latefusion.run_fusion(echo=click.echo, **kw)
     click.echo(tracking.ui_hint())
 

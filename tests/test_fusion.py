@@ -208,6 +208,7 @@ def test_predict_before_fit_raises() -> None:
         ({"recipes": ("mean-cal",), "windows": "published"}, None, None, "read window means"),
         ({"recipes": ("mean-cal-same",)}, "odd", None, "system-major"),
         ({"prune_stages": "yes"}, None, None, "prune_stages: expected True or False"),
+        ({"min_stage_gain": -0.1}, None, None, "min_stage_gain: expected a CCC gain"),
     ],
 )
 def test_bad_input_raises(toy, params: dict, X_bad, groups_bad, match: str) -> None:
