@@ -184,7 +184,8 @@ def training_options(fn: Callable[..., Any]) -> Callable[..., Any]:
             "--experiment",
             default=DEFAULT_EXPERIMENT,
             show_default=True,
-            help="MLflow experiment (under `mlflow run`, use --experiment-name).",
+            help="MLflow experiment; under `mlflow run` the run's own experiment "
+                 "(--experiment-name, else Default) decides and another name here is refused.",
         ),
     ]
     for opt in reversed(opts):
@@ -268,7 +269,8 @@ def train(feature_sets: str, resume_run_id: str, **kw: Any) -> None:
 TRAIN_DEFAULTS: dict[str, Any] = {
     "data_root": str(DEFAULT_DATA_ROOT), "loss": "MTL2", "alpha": None, "beta": None,
     "gamma": None, "epochs": 50, "batch_size": 34, "units": "256,128,64", "dropout": 0.4,
-    "lr": 5e-4, "shift_frames": 1, "seed": 0, "experiment": DEFAULT_EXPERIMENT,
+    "lr": 5e-4, "shift_frames": 1, "seed": 0,
+    "experiment": "",  # none named: ser-ces, or under `mlflow run` the run's experiment
 }
 
 
@@ -374,14 +376,17 @@ def main_chain(config_path: Path, force: bool) -> None:
 def chain_plugins() -> dict[str, Any]:
     """Steps of `main` implemented outside `pipeline`: search, fusion, register.
 
-    Fusion and registration take seconds and depend on which runs exist now, so they run
-    every time; the training steps before them are reused.
+    Fusion is reused like training (same options, candidate inputs, code and data);
+    registration runs every time and moves the champion only to a better model.
     """
-    from ser_mlflow import latefusion, registry
+    from ser_mlflow import latefusion, pipeline, registry
 
     def fusion_step(base: TrainConfig, opts: dict[str, Any], force: bool) -> Any:
-        return latefusion.run_fusion(data_root=base.data_root, experiment=base.experiment,
-                                     echo=click.echo, **opts)
+        return pipeline.reusable_fusion(
+            base, opts, force=force, echo=click.echo,
+            run=lambda: latefusion.run_fusion(data_root=base.data_root,
+                                              experiment=base.experiment, echo=click.echo,
+                                              **opts))
 
     def register_step(base: TrainConfig, opts: dict[str, Any], force: bool) -> Any:
         return registry.register_best(data_root=base.data_root, echo=click.echo, **opts)
@@ -411,14 +416,19 @@ def _search_chain_step() -> Any:
 @click.option("--alias", default="champion", show_default=True)
 @click.option("--data-root", type=click.Path(path_type=Path), default=DEFAULT_DATA_ROOT,
               show_default=True, help="Data root whose runs the default filter selects.")
+@click.option("--challenger", default="challenger", show_default=True,
+              help="Alias the new version gets when it does not beat --alias's version.")
+@click.option("--force", is_flag=True,
+              help="Move --alias to the new version even when its metric is not higher.")
 @user_errors
 def register(model_name: str, metric: str, filter_string: str, alias: str,
-             data_root: Path) -> None:
-    """Register the best run's model and point an alias at it."""
+             data_root: Path, challenger: str, force: bool) -> None:
+    """Register the best run's model; it takes the alias only from a worse version."""
     from ser_mlflow import registry
 
     registry.register_best(model_name=model_name, metric=metric, filter_string=filter_string,
-                           alias=alias, data_root=data_root, echo=click.echo)
+                           alias=alias, data_root=data_root, challenger=challenger,
+                           force=force, echo=click.echo)
 
 
 @main.command()

@@ -37,6 +37,9 @@ class Registered:
     metric: str
     value: float
     new_version: bool
+    alias: str = "champion"  # the alias the version got: the champion's, or the challenger's
+    champion_version: str = ""  # the champion after the call
+    previous_value: float | None = None  # the champion's metric before, when there was one
 
 
 def register_best(
@@ -45,10 +48,17 @@ def register_best(
     metric: str = "devel_ccc_mean",
     filter_string: str | None = None,
     alias: str = "champion",
+    challenger: str = "challenger",
+    force: bool = False,
     data_root: str | Path = "data/synthetic",
     echo: Echo = print,
 ) -> Registered:
-    """Register the best run's model and point ``alias`` at it.
+    """Register the best run's model; it becomes ``alias`` only if it beats the holder.
+
+    When ``alias`` already points to a version, the new one takes it only with a strictly
+    higher ``metric`` (or ``force``, recorded on the version like a forced promotion);
+    otherwise it gets ``challenger`` and the output gives both values, so a rerun never
+    demotes the champion by accident.
 
     Raises:
         ValueError: no FINISHED run matches, or none has the metric.
@@ -69,14 +79,58 @@ def register_best(
     version = str(tracking.register_run_model(best.info.run_id, model_name).version)
     value = float(best.data.metrics[metric])
     tracking.set_version_tags(model_name, version, {metric: value, "ser.run_id": best.info.run_id})
-    tracking.set_alias(model_name, alias, version)
     is_new = version not in before
+    sets = best.data.tags.get(tracking.TAG_FEATURE_SETS, "?")
     echo(
         f"{'Registered' if is_new else 'Already registered:'} {model_name} version {version} "
-        f"from run {best.info.run_id} ({best.data.tags.get(tracking.TAG_FEATURE_SETS, '?')}, "
-        f"{metric}={value:.4f}); alias @{alias} -> version {version}"
+        f"from run {best.info.run_id} ({sets}, {metric}={value:.4f})"
     )
-    return Registered(model_name, version, best.info.run_id, metric, value, is_new)
+    try:
+        holder = tracking.model_version_by_alias(model_name, alias)
+    except ValueError:
+        holder = None
+    if holder is None or str(holder.version) == version:
+        tracking.set_alias(model_name, alias, version)
+        echo(f"@{alias} -> version {version}")
+        return Registered(model_name, version, best.info.run_id, metric, value, is_new, alias,
+                          version)
+    try:
+        held = _version_metric(model_name, holder, metric)
+    except ValueError:
+        held = float("nan")  # cannot be compared: only --force moves the alias
+    if force or value > held:
+        tracking.set_alias(model_name, alias, version)
+        _record_promotion(model_name, version, holder.version, held, value, metric, force)
+        echo(
+            f"@{alias} -> version {version}: {metric} {value:.4f} > {held:.4f} of version "
+            f"{holder.version}" + (" [forced]" if force and not value > held else "")
+        )
+        return Registered(model_name, version, best.info.run_id, metric, value, is_new, alias,
+                          version, held)
+    tracking.set_alias(model_name, challenger, version)
+    echo(
+        f"@{alias} stays on version {holder.version} ({metric}={held:.4f}); version {version} "
+        f"({metric}={value:.4f}) is not better and is now @{challenger} "
+        f"(`ser-mlflow promote` compares them; --force registers it as @{alias} anyway)"
+    )
+    return Registered(model_name, version, best.info.run_id, metric, value, is_new, challenger,
+                      str(holder.version), held)
+
+
+def _record_promotion(model_name: str, version: str, old_version: str | None, old_value: float,
+                      new_value: float, metric: str, force: bool) -> None:
+    """What a moved champion alias leaves on the new version: who it replaced and why."""
+    tracking.set_version_tags(
+        model_name,
+        version,
+        {
+            "ser.promoted_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "ser.previous_version": old_version or "none",
+            f"ser.previous_{metric}": old_value if old_version else "none",
+            f"ser.promoted_{metric}": new_value,
+            "ser.promotion_forced": str(force).lower(),
+        },
+    )
 
 
 @dataclass(frozen=True)
@@ -133,17 +187,8 @@ def promote(
         echo(f"Promotion refused: {reason}")
         return Promotion(False, reason, old.version if old else "")
     tracking.set_alias(model_name, champion, new.version)
-    tracking.set_version_tags(
-        model_name,
-        new.version,
-        {
-            "ser.promoted_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "ser.previous_version": old.version if old else "none",
-            f"ser.previous_{metric}": old_value if old else "none",
-            f"ser.promoted_{metric}": new_value,
-            "ser.promotion_forced": str(force).lower(),
-        },
-    )
+    _record_promotion(model_name, new.version, old.version if old else None, old_value,
+                      new_value, metric, force)
     reason = (
         f"version {new.version} ({metric}={new_value:.4f}) replaces version "
         f"{old.version if old else 'none'} ({old_value:.4f})" + (" [forced]" if force else "")
