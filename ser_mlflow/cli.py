@@ -213,6 +213,9 @@ def check_feature_sets(data_root: Path, feature_sets: Sequence[str]) -> None:
 
 def build_train_config(*, feature_sets: str, **kw: Any) -> TrainConfig:
     """The one place CLI strings become a TrainConfig (shared by every training command)."""
+    from ser_mlflow import tracking
+
+    tracking.check_launched_experiment(kw.get("experiment"))  # before TensorFlow loads
     loss = LossConfig.from_name(
         kw["loss"],
         alpha=_optional_float(kw.get("alpha"), "alpha"),
@@ -263,7 +266,7 @@ def train(feature_sets: str, resume_run_id: str, **kw: Any) -> None:
     )
     result = run_training(cfg, echo=click.echo)
     click.echo(format_scores(result.metrics))
-    click.echo(tracking.ui_hint())
+    click.echo(tracking.ui_hint(tracking.get_run(result.run_id).info.experiment_id))
 
 
 TRAIN_DEFAULTS: dict[str, Any] = {
@@ -693,6 +696,8 @@ def ui(port: int, host: str, links_only: bool) -> None:
             click.echo(f"    charts: {v.url(charts=True, base=base)}")
     else:
         click.echo("No saved views yet: `ser-mlflow compare`, `unimodal`, `bimodal` write them.")
+    for exp_id, name in tracking.experiments_with_runs():
+        click.echo(f"Runs of experiment {name!r}: {tracking.runs_page(exp_id, base)}")
     if not local:
         click.echo(f"The tracking store is the server {uri}; it serves the UI itself.")
         return

@@ -513,6 +513,10 @@ def compare(
     def log_comparison(result: StepResult) -> None:
         from ser_mlflow import plots
 
+        for o in result.outcomes:  # the view's group rows: "Group: MTL2 (mean over seeds)"
+            if o.run_id:
+                tracking.set_run_tags(o.run_id, {views.TAG_LOSS_GROUP: views.loss_group(
+                    o.cfg.loss.name)})
         table = compare_table(result.outcomes)
         log_table(table, "comparison")
         tracking.log_figure(plots.compare_bars(table), "plots/comparison.png")

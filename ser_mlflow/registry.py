@@ -225,39 +225,15 @@ def predict(
     """
     import numpy as np
 
-    from ser_mlflow.data import DataError, load_corpus, write_avec_csv
+    from ser_mlflow.data import write_avec_csv
     from ser_mlflow.metrics import score_recordings
-    from ser_mlflow.pyfunc import recordings_frame
 
     version = tracking.resolve_model_version(model_uri)  # fails early on a bad alias
     model = tracking.load_pyfunc(model_uri)
     meta = model.unwrap_python_model().meta
-    # a fusion over trained runs takes the union of its input models' raw columns
-    columns = meta.get("raw_columns") or meta["feature_columns"]
-    sets = meta.get("feature_sets") or list(dict.fromkeys(c.split(":", 1)[0] for c in columns))
-    try:
-        corpus = load_corpus(data_root, sets, partitions=(partition,), labelled=(partition,))
-        labelled = True
-    except DataError as exc:
-        if "label" not in str(exc).lower():
-            raise
-        corpus = load_corpus(data_root, sets, partitions=(partition,), labelled=())
-        labelled = False
-    if tuple(corpus.feature_columns) != tuple(columns):
-        missing = [c for c in columns if c not in corpus.feature_columns][:5]
-        extra = [c for c in corpus.feature_columns if c not in columns][:5]
-        raise ValueError(
-            f"{data_root}: feature columns of {'+'.join(sets)} differ from the model's "
-            f"({len(columns)} expected, {len(corpus.feature_columns)} found; missing {missing}, "
-            f"unexpected {extra})"
-        )
+    frame, corpus, labelled = _model_frames(model, data_root, partition)
+    sets = list(dict.fromkeys(c.split(":", 1)[0] for c in corpus.feature_columns))
     recs = corpus.partition(partition)
-    frame = recordings_frame(
-        [r.name for r in recs],
-        [r.timestamps for r in recs],
-        [r.features for r in recs],
-        corpus.feature_columns,
-    )
     result = model.predict(frame)
     attrs = list(meta["attributes"])
     out = Path(out)
@@ -303,3 +279,65 @@ def predict(
         f"run {run.info.run_id}"
     )
     return Prediction(run.info.run_id, out, len(recs), version, metrics)
+
+
+def model_input(model: Any, data_root: str | Path, partition: str = "Test") -> Any:
+    """The frames a ser_mlflow model predicts from, read from an AVEC-layout folder.
+
+    One row per frame: ``name``, ``timestamp`` and every feature column the model was
+    trained on as ``<feature_set>:<column>``, in its order. For
+    ``mlflow.pyfunc.load_model(uri).predict`` or, as JSON, ``mlflow models serve``.
+
+    Args:
+        model: a loaded ser_mlflow pyfunc (a trained run's model, or a fusion over trained
+            runs, whose input is the union of its input models' columns).
+        data_root: ``<root>/<feature_set>/<Partition>_<Culture>_<NN>.csv``.
+        partition: Train, Devel or Test.
+
+    Raises:
+        ValueError: the model takes predictions (a fusion over imported predictions), or the
+            folder's columns differ from the model's (names them).
+        DataError: unreadable data (names the file).
+    """
+    return _model_frames(model, data_root, partition)[0]
+
+
+def _model_frames(model: Any, data_root: str | Path, partition: str) -> tuple[Any, Any, bool]:
+    """(frames, corpus, labelled) for :func:`model_input` and :func:`predict`."""
+    from ser_mlflow.data import DataError, load_corpus
+    from ser_mlflow.pyfunc import recordings_frame
+
+    meta = model.unwrap_python_model().meta
+    if meta.get("kind") == "fusion" and not meta.get("raw_columns"):
+        raise ValueError(
+            "model: this fusion takes its systems' predictions (columns "
+            f"{meta['feature_columns'][:3]} ...), not features; give it the prediction "
+            "files of those systems (see the README, 'Model registry')"
+        )
+    # a fusion over trained runs takes the union of its input models' raw columns
+    columns = meta.get("raw_columns") or meta["feature_columns"]
+    sets = meta.get("feature_sets") or list(dict.fromkeys(c.split(":", 1)[0] for c in columns))
+    try:
+        corpus = load_corpus(data_root, sets, partitions=(partition,), labelled=(partition,))
+        labelled = True
+    except DataError as exc:
+        if "label" not in str(exc).lower():
+            raise
+        corpus = load_corpus(data_root, sets, partitions=(partition,), labelled=())
+        labelled = False
+    if tuple(corpus.feature_columns) != tuple(columns):
+        missing = [c for c in columns if c not in corpus.feature_columns][:5]
+        extra = [c for c in corpus.feature_columns if c not in columns][:5]
+        raise ValueError(
+            f"{data_root}: feature columns of {'+'.join(sets)} differ from the model's "
+            f"({len(columns)} expected, {len(corpus.feature_columns)} found; missing {missing}, "
+            f"unexpected {extra})"
+        )
+    recs = corpus.partition(partition)
+    frame = recordings_frame(
+        [r.name for r in recs],
+        [r.timestamps for r in recs],
+        [r.features for r in recs],
+        corpus.feature_columns,
+    )
+    return frame, corpus, labelled

@@ -286,7 +286,7 @@ def adopt_default_experiment() -> bool:
     from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 
     store = SqlAlchemyStore(uri, new)
-    with store.ManagedSessionMaker() as session:
+    with store.ManagedSessionMaker(read_only=False) as session:
         row = session.query(SqlExperiment).filter(
             SqlExperiment.experiment_id == int(DEFAULT_EXPERIMENT_ID)
         ).one()
@@ -314,6 +314,18 @@ class ExperimentConflict(ValueError):
 def launched_run_id() -> str | None:
     """The run ``mlflow run`` created for this process (``MLFLOW_RUN_ID``), if any."""
     return os.environ.get("MLFLOW_RUN_ID") or None
+
+
+def check_launched_experiment(requested: str | None) -> None:
+    """Refuse ``-P experiment`` that contradicts ``mlflow run``'s experiment, early.
+
+    Cheap (one lookup, nothing created), so commands call it before loading TensorFlow.
+
+    Raises:
+        ExperimentConflict: see :func:`experiment_for`.
+    """
+    if requested and launched_run_id() and mlflow.active_run() is None:
+        experiment_for(requested)
 
 
 def experiment_for(requested: str | None) -> str:
@@ -589,13 +601,35 @@ def download_artifacts(run_id: str, artifact_path: str, dst: str | Path | None =
     return Path(path)
 
 
-def ui_hint() -> str:
-    """How a newcomer opens the UI on the store this process used."""
+def runs_page(experiment_id: str, base: str | None = None) -> str:
+    """An experiment's runs in the UI's model-training pages (not the GenAI overview a new
+    browser opens on: ``workflowType`` in the URL decides, whatever the browser stored)."""
     uri = tracking_uri()
+    base = base or (uri.rstrip("/") if uri.startswith("http") else "http://127.0.0.1:5000")
+    return f"{base}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
+
+
+def experiments_with_runs() -> list[tuple[str, str]]:
+    """(id, name) of the active experiments that hold at least one run."""
+    configure()
+    client = MlflowClient()
+    return [(e.experiment_id, e.name) for e in client.search_experiments()
+            if client.search_runs([e.experiment_id], max_results=1)]
+
+
+def ui_hint(experiment_id: str | None = None) -> str:
+    """How a newcomer opens the UI on the store this process used (on the runs of
+    ``experiment_id``, or of the only experiment with runs)."""
+    uri = tracking_uri()
+    if experiment_id is None:
+        with contextlib.suppress(Exception):
+            found = experiments_with_runs()
+            experiment_id = found[0][0] if len(found) == 1 else None
+    where = runs_page(experiment_id) if experiment_id else None
     if uri.startswith("http"):
-        return f"Open the MLflow UI at {uri}"
+        return f"Open the MLflow UI at {where or uri}"
     # `ser-mlflow ui` opens this same store and lists the saved views (ser_mlflow.views)
-    return "Open the MLflow UI:  ser-mlflow ui   then browse http://127.0.0.1:5000"
+    return f"Open the MLflow UI:  ser-mlflow ui   then browse {where or 'http://127.0.0.1:5000'}"
 
 
 def _pip_requirements() -> list[str]:
