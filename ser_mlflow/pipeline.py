@@ -513,7 +513,7 @@ def compare(
     def log_comparison(result: StepResult) -> None:
         from ser_mlflow import plots
 
-        for o in result.outcomes:  # the view's group rows: "Group: MTL2 (mean over seeds)"
+        for o in result.outcomes:  # the view's group rows: "Group: MTL2 mean"
             if o.run_id:
                 tracking.set_run_tags(o.run_id, {views.TAG_LOSS_GROUP: views.loss_group(
                     o.cfg.loss.name)})

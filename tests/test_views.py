@@ -39,11 +39,11 @@ def test_compare_state_groups_by_loss_and_puts_ccc_charts_first() -> None:
     assert not _applied(state), "keys the UI would ignore"
     assert state["searchFilter"] == "tags.`mlflow.parentRunId` = 'abc'"
     assert (state["orderByKey"], state["orderByAsc"]) == ("metrics.`devel_ccc_mean`", False)
-    assert state["groupBy"] == {  # group rows read "Group: MTL2 (mean over seeds)"
+    assert state["groupBy"] == {  # group rows read "Group: MTL2 mean"
         "aggregateFunction": "average",
         "groupByKeys": [{"mode": "tag", "groupByData": "ser.loss_group"}],
     }
-    assert views.loss_group("MTL2") == "MTL2 (mean over seeds)"
+    assert views.loss_group("MTL2") == "MTL2 mean"
     assert state["selectedColumns"] == [  # the sorted column first: in view beside the panel
         *(f"metrics.`devel_ccc_{a}`" for a in ("mean", "arousal", "valence", "liking")),
         "tags.`ser.loss`",
