@@ -429,7 +429,8 @@ def take_screenshots(
             if kind not in newest:
                 echo(f"skip {name}: no {kind} view in the store")
                 continue
-            ready = CHARTS_DRAWN if charts else shows_text(["matching runs"])
+            # rows drawn: every run row says when it started ("... ago")
+            ready = CHARTS_DRAWN if charts else shows_text(["devel_ccc_mean", " ago"])
             path = screenshot(
                 newest[kind].url(charts=charts, base=base),
                 out / name,
