@@ -24,6 +24,9 @@ def _launch(monkeypatch: pytest.MonkeyPatch, experiment_id: str) -> str:
     run = MlflowClient().create_run(experiment_id)
     monkeypatch.setenv("MLFLOW_RUN_ID", run.info.run_id)
     monkeypatch.setenv("MLFLOW_EXPERIMENT_ID", experiment_id)
+    # a fresh process has no active experiment but this one's env; an earlier test's
+    # mlflow.set_experiment would contradict the launched run, as MLflow checks
+    mlflow.set_experiment(experiment_id=experiment_id)
     return run.info.run_id
 
 
