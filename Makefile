@@ -4,10 +4,13 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export MLFLOW_TRACKING_URI ?= sqlite:///mlflow.db
 export TF_CPP_MIN_LOG_LEVEL ?= 2
-# Demo knobs: `make demo EPOCHS=50 FEATURE_SETS=egemaps+fau SCALE=full`
-SCALE ?= full
-FEATURE_SETS ?= fau
-EPOCHS ?= 50
+# Demo knobs (see the README): the demo corpus and the small network every demo run uses.
+DEMO_DATA ?= data/synthetic-small
+DEMO_SCALE ?= small
+DEMO_UNITS ?= 32,16,8
+DEMO_EPOCHS ?= 15
+DEMO_BATCH ?= 8
+DEMO_LR ?= 0.005
 EXPERIMENT ?= ser-ces
 
 .PHONY: install demo test lint bench clean
@@ -20,17 +23,26 @@ $(BIN)/ser-mlflow: pyproject.toml
 
 install: $(BIN)/ser-mlflow
 
-data/synthetic/labels: | $(BIN)/ser-mlflow
-	$(BIN)/ser-mlflow synthesize --out data/synthetic --scale $(SCALE) --seed 0
+$(DEMO_DATA)/labels: | $(BIN)/ser-mlflow
+	$(BIN)/ser-mlflow synthesize --out $(DEMO_DATA) --scale $(DEMO_SCALE) --seed 0
 
-demo: install data/synthetic/labels
+# The demo: one `mlflow run . -e train`, then the chain of experiments/demo.yaml (unimodal,
+# bimodal, the STL/MTL1/MTL2 comparison over 3 seeds, fusion, register), then the links.
+demo: install $(DEMO_DATA)/labels
 	$(BIN)/ser-mlflow init --experiment $(EXPERIMENT)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/mlflow run . -e train --env-manager local \
-		--experiment-name $(EXPERIMENT) -P feature_sets=$(FEATURE_SETS) -P epochs=$(EPOCHS)
+		--experiment-name $(EXPERIMENT) -P data_root=$(DEMO_DATA) -P feature_sets=fau \
+		-P units=$(DEMO_UNITS) -P epochs=$(DEMO_EPOCHS) -P batch_size=$(DEMO_BATCH) \
+		-P lr=$(DEMO_LR)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/ser-mlflow main --config experiments/demo.yaml
 	@echo
-	@echo "Done. Open the MLflow UI:"
-	@echo "  $(BIN)/ser-mlflow ui        (mlflow server on 127.0.0.1:5000 for $(MLFLOW_TRACKING_URI))"
-	@echo "  then browse http://127.0.0.1:5000 (experiment '$(EXPERIMENT)')"
+	@$(BIN)/ser-mlflow ui --links-only
+	@echo
+	@echo "Done. Next:"
+	@echo "  source $(VENV)/bin/activate      # ser-mlflow and mlflow on the PATH"
+	@echo "  ser-mlflow ui                    # the MLflow UI on 127.0.0.1:5000; open the links above"
+	@echo "  ser-mlflow predict --model-uri models:/ser-ces@champion --data-root $(DEMO_DATA) --out out/"
+	@echo "  the README, from 'Entry points' on, for every other command"
 
 test: install
 	$(BIN)/python -m pytest -q
@@ -43,7 +55,7 @@ bench: install
 	$(BIN)/python benchmarks/train_throughput.py
 
 clean:
-	rm -rf $(VENV) mlflow.db mlartifacts mlruns data/synthetic
+	rm -rf $(VENV) mlflow.db mlartifacts mlruns data/synthetic $(DEMO_DATA)
 
 # The README's pictures of the MLflow UI views (docs/img/*.png), taken with headless
 # chromium from the demo store. The demo chain runs first; its finished steps are reused,

@@ -29,10 +29,9 @@ from typing import Any
 from ser_mlflow import tracking, views
 
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
-#: A host name Chromium resolves to 127.0.0.1 (``--host-resolver-rules``). On a loopback
-#: name (localhost, 127.0.0.1) the MLflow 3.17 UI opens its Assistant panel over a third
-#: of the page on first load in a fresh profile; pictures for the README use this name.
-UI_ALIAS = "mlflow-ui.test"
+#: Pages are opened on http://127.0.0.1:<port>, as a user opens them. There the MLflow 3.17
+#: UI opens its Assistant panel over about a quarter of the page on first load (a fresh
+#: profile), so the views are laid out to read with it open, and pictures show it.
 
 
 def find_chromium() -> str | None:
@@ -71,9 +70,8 @@ class UiServer:
     """``mlflow server`` on 127.0.0.1 in its own process group (a context manager).
 
     Starting is separate from :meth:`wait`, so a caller can do other work (a test trains
-    its runs) while the server boots. With ``alias`` the server also accepts that host
-    name (see :data:`UI_ALIAS`). On exit the whole group is stopped (TERM, then KILL), so
-    no worker outlives a test.
+    its runs) while the server boots. On exit the whole group is stopped (TERM, then
+    KILL), so no worker outlives a test.
     """
 
     def __init__(
@@ -83,32 +81,19 @@ class UiServer:
         port: int | None = None,
         cwd: Path | None = None,
         log: Path | None = None,
-        alias: str | None = None,
     ) -> None:
         self.uri = uri or tracking.tracking_uri()
         self.port = port or free_port()
         self.cwd = cwd or Path.cwd()
         self.log = log
-        self.alias = alias
         self.local_url = f"http://127.0.0.1:{self.port}"
-        self.url = f"http://{alias}:{self.port}" if alias else self.local_url
+        self.url = self.local_url
 
     def __enter__(self) -> UiServer:
-        extra: list[str] = []
-        if self.alias:
-            hosts = ["localhost", "localhost:*", "127.0.0.1", "127.0.0.1:*", f"{self.alias}:*"]
-            origins = [self.url, self.local_url, f"http://localhost:{self.port}"]
-            extra = [
-                "--allowed-hosts",
-                ",".join(hosts),
-                "--cors-allowed-origins",
-                ",".join(origins),
-            ]
         cmd = views.ui_server_command(
             uri=self.uri,
             port=self.port,
             artifacts=self.cwd / tracking.DEFAULT_ARTIFACT_DIR,
-            extra_args=extra,
         )
         self._out = open(self.log, "wb") if self.log else None  # noqa: SIM115
         env = views.ui_server_env({**os.environ, "MLFLOW_TRACKING_URI": self.uri})
@@ -148,10 +133,9 @@ def mlflow_ui(
     cwd: Path | None = None,
     timeout: float = 120.0,
     log: Path | None = None,
-    alias: str | None = None,
 ) -> Iterator[str]:
     """Run ``mlflow server`` against ``uri`` and yield its URL once it answers."""
-    with UiServer(uri, port=port, cwd=cwd, log=log, alias=alias) as server:
+    with UiServer(uri, port=port, cwd=cwd, log=log) as server:
         yield server.wait(timeout)
 
 
@@ -159,7 +143,7 @@ def chromium_command(*, chromium: str, profile: Path, window: tuple[int, int]) -
     """Headless Chromium driven over ``--remote-debugging-pipe``, off the network.
 
     Background services (updates, sync, QUIC probes) stay off so the only traffic is to
-    the page's own server; :data:`UI_ALIAS` resolves to 127.0.0.1.
+    the page's own server.
     """
     return [
         chromium,
@@ -177,7 +161,6 @@ def chromium_command(*, chromium: str, profile: Path, window: tuple[int, int]) -
         "--remote-debugging-pipe",
         f"--user-data-dir={profile}",
         f"--window-size={window[0]},{window[1]}",
-        f"--host-resolver-rules=MAP {UI_ALIAS} 127.0.0.1",
     ]
 
 
@@ -348,6 +331,16 @@ CHARTS_DRAWN = """(() => {
 })()"""
 
 
+#: A JS expression: ``[title, cut]`` for every chart card's title in the page, ``cut`` when
+#: the card is too narrow to show it whole (the title is the metric name: cut, it no
+#: longer says which attribute the chart is about).
+CHART_TITLES = """(() => {
+  const sel = '[data-testid="experiment-view-compare-runs-card"] h4';
+  return [...document.querySelectorAll(sel)].map(
+    h => [h.textContent, h.scrollWidth > h.clientWidth + 1]);
+})()"""
+
+
 #: Plotly shows its tool bar on hover, and headless Chromium counts as hovering over every
 #: chart; pictures hide it so they show what a user sees before pointing at a chart.
 HOVER_ONLY_CSS = ".modebar-container { display: none !important; }"
@@ -431,12 +424,13 @@ def take_screenshots(
             "run `ser-mlflow main --config experiments/demo.yaml` first"
         )
     written = []
-    with mlflow_ui(alias=UI_ALIAS) as base:
+    with mlflow_ui() as base:
         for name, (kind, charts, window) in SHOTS.items():
             if kind not in newest:
                 echo(f"skip {name}: no {kind} view in the store")
                 continue
-            ready = CHARTS_DRAWN if charts else shows_text(["matching runs"])
+            # rows drawn: every run row says when it started ("... ago")
+            ready = CHARTS_DRAWN if charts else shows_text(["devel_ccc_mean", " ago"])
             path = screenshot(
                 newest[kind].url(charts=charts, base=base),
                 out / name,

@@ -260,7 +260,9 @@ def training_options(fn: Callable[..., Any]) -> Callable[..., Any]:
             "--experiment",
             default=DEFAULT_EXPERIMENT,
             show_default=True,
-            help="MLflow experiment (under `mlflow run`, use --experiment-name).",
+            help="MLflow experiment ('' = ser-ces); under `mlflow run` the run's own "
+                 "experiment (--experiment-name, else Default) decides and another name here "
+                 "is refused.",
         ),
     ]
     for opt in reversed(opts):
@@ -287,10 +289,14 @@ def check_feature_sets(data_root: Path, feature_sets: Sequence[str]) -> None:
 
 
 def check_experiment_name(name: str) -> None:
-    """An empty experiment name would reach MLflow as a traceback (train, fusion)."""
-    if not str(name).strip():
-        raise ValueError(f"experiment: expected a name (e.g. {DEFAULT_EXPERIMENT}), got "
-                         f"{name!r}")
+    """A blank experiment name would reach MLflow as a traceback (train, fusion).
+
+    The empty string is the MLproject default and means "not given": under `mlflow run` the
+    launched run's experiment, else ``ser-ces`` (``tracking.experiment_for``).
+    """
+    if name and not str(name).strip():
+        raise ValueError(f"experiment: expected a name (e.g. {DEFAULT_EXPERIMENT}) or nothing, "
+                         f"got {name!r}")
 
 
 def check_fusion_options(kw: dict[str, Any]) -> None:
@@ -334,6 +340,9 @@ def check_fusion_options(kw: dict[str, Any]) -> None:
 
 def build_train_config(*, feature_sets: str, **kw: Any) -> TrainConfig:
     """The one place CLI strings become a TrainConfig (shared by every training command)."""
+    from ser_mlflow import tracking
+
+    tracking.check_launched_experiment(kw.get("experiment"))  # before TensorFlow loads
     loss = LossConfig.from_name(
         kw["loss"],
         alpha=_optional_float(kw.get("alpha"), "alpha"),
@@ -385,13 +394,14 @@ def train(feature_sets: str, resume_run_id: str, **kw: Any) -> None:
     )
     result = run_training(cfg, echo=click.echo)
     click.echo(format_scores(result.metrics))
-    click.echo(tracking.ui_hint())
+    click.echo(tracking.ui_hint(tracking.get_run(result.run_id).info.experiment_id))
 
 
 TRAIN_DEFAULTS: dict[str, Any] = {
     "data_root": str(DEFAULT_DATA_ROOT), "loss": "MTL2", "alpha": None, "beta": None,
     "gamma": None, "epochs": 50, "batch_size": 34, "units": "256,128,64", "dropout": 0.4,
-    "lr": 5e-4, "shift_frames": 1, "seed": 0, "experiment": DEFAULT_EXPERIMENT,
+    "lr": 5e-4, "shift_frames": 1, "seed": 0,
+    "experiment": "",  # none named: ser-ces, or under `mlflow run` the run's experiment
 }
 
 
@@ -497,14 +507,17 @@ def main_chain(config_path: Path, force: bool) -> None:
 def chain_plugins() -> dict[str, Any]:
     """Steps of `main` implemented outside `pipeline`: search, fusion, register.
 
-    Fusion and registration take seconds and depend on which runs exist now, so they run
-    every time; the training steps before them are reused.
+    Fusion is reused like training (same options, candidate inputs, code and data);
+    registration runs every time and moves the champion only to a better model.
     """
-    from ser_mlflow import latefusion, registry
+    from ser_mlflow import latefusion, pipeline, registry
 
     def fusion_step(base: TrainConfig, opts: dict[str, Any], force: bool) -> Any:
-        return latefusion.run_fusion(data_root=base.data_root, experiment=base.experiment,
-                                     echo=click.echo, **opts)
+        return pipeline.reusable_fusion(
+            base, opts, force=force, echo=click.echo,
+            run=lambda: latefusion.run_fusion(data_root=base.data_root,
+                                              experiment=base.experiment, echo=click.echo,
+                                              **opts))
 
     def register_step(base: TrainConfig, opts: dict[str, Any], force: bool) -> Any:
         return registry.register_best(data_root=base.data_root, echo=click.echo, **opts)
@@ -534,14 +547,19 @@ def _search_chain_step() -> Any:
 @click.option("--alias", default="champion", show_default=True)
 @click.option("--data-root", type=click.Path(path_type=Path), default=DEFAULT_DATA_ROOT,
               show_default=True, help="Data root whose runs the default filter selects.")
+@click.option("--challenger", default="challenger", show_default=True,
+              help="Alias the new version gets when it does not beat --alias's version.")
+@click.option("--force", is_flag=True,
+              help="Move --alias to the new version even when its metric is not higher.")
 @user_errors
 def register(model_name: str, metric: str, filter_string: str, alias: str,
-             data_root: Path) -> None:
-    """Register the best run's model and point an alias at it."""
+             data_root: Path, challenger: str, force: bool) -> None:
+    """Register the best run's model; it takes the alias only from a worse version."""
     from ser_mlflow import registry
 
     registry.register_best(model_name=model_name, metric=metric, filter_string=filter_string,
-                           alias=alias, data_root=data_root, echo=click.echo)
+                           alias=alias, data_root=data_root, challenger=challenger,
+                           force=force, echo=click.echo)
 
 
 @main.command()
@@ -829,6 +847,8 @@ def ui(port: int, host: str, links_only: bool) -> None:
             click.echo(f"    charts: {v.url(charts=True, base=base)}")
     else:
         click.echo("No saved views yet: `ser-mlflow compare`, `unimodal`, `bimodal` write them.")
+    for exp_id, name in tracking.experiments_with_runs():
+        click.echo(f"Runs of experiment {name!r}: {tracking.runs_page(exp_id, base)}")
     if not local:
         click.echo(f"The tracking store is the server {uri}; it serves the UI itself.")
         return

@@ -24,11 +24,12 @@ import numpy as np
 from ser_mlflow import tracking
 from ser_mlflow.data import LABELS_FOLDER, DataError, read_avec_csv, write_avec_csv
 from ser_mlflow.data.avec import canonical_recording_name
-from ser_mlflow.data.fingerprint import corpus_fingerprint
+from ser_mlflow.data.fingerprint import corpus_fingerprint, labels_fingerprint
 from ser_mlflow.metrics import bootstrap_ccc, bootstrap_ccc_difference, ccc, score_recordings
 
 Echo = Callable[[str], None]
 DEFAULT_STAGES = ("unimodal", "bimodal", "external")
+TAG_LABELS_DIGEST = "ser.labels_digest"  # imported predictions: the Devel labels they scored
 
 
 def read_folder(folder: Path, *, partition: str | None = None) -> dict[str, np.ndarray]:
@@ -121,6 +122,7 @@ def import_predictions(
         tracking.TAG_STAGE: "external",
         tracking.TAG_FEATURE_SETS: name,
         tracking.TAG_DIGEST: digest,
+        TAG_LABELS_DIGEST: labels_fingerprint(label_dir),
         "ser.model_input": "predictions",
     }
     with tracking.run_context(experiment=experiment, run_name=name, tags=tags) as run:
@@ -162,12 +164,33 @@ class FusionResult:
 
 
 def default_filters(data_root: str | Path) -> list[str]:
-    """One filter per default stage (MLflow's tag filters have no IN)."""
+    """One filter per default stage (MLflow's tag filters have no IN).
+
+    Trained runs are found by the data root they read; imported predictions also by the
+    Devel labels they were scored on (``ser.labels_digest``), wherever that folder was.
+    """
     digest = corpus_fingerprint(data_root)
+    labels = Path(data_root) / LABELS_FOLDER
+    by_labels = (
+        [f"tags.`{tracking.TAG_STAGE}` = 'external' and tags.`{TAG_LABELS_DIGEST}` = "
+         f"'{labels_fingerprint(labels)}'"] if labels.is_dir() else []
+    )
     return [
         f"tags.`{tracking.TAG_STAGE}` = '{stage}' and tags.`{tracking.TAG_DIGEST}` = '{digest}'"
         for stage in DEFAULT_STAGES
-    ]
+    ] + by_labels
+
+
+def _nothing_found(data_root: Path, rank_metric: str) -> str:
+    """The default query found nothing: say what it looked for and how to get inputs."""
+    return (
+        f"data_root: no FINISHED unimodal, bimodal or imported run with {rank_metric!r} on "
+        f"{data_root} (trained runs are matched by the data root, imported predictions by "
+        f"the Devel labels in {data_root / LABELS_FOLDER}); train some (`ser-mlflow "
+        f"unimodal --data-root {data_root}`), import predictions scored on those labels "
+        f"(`ser-mlflow import-predictions --labels {data_root / LABELS_FOLDER} ...`), or "
+        "pick runs with --filter"
+    )
 
 
 def _parse_grid(values: str | Sequence[float], cast: Callable[[str], Any], name: str) -> list:
@@ -308,6 +331,8 @@ def run_fusion(
         if rank_metric in r.data.metrics and r.data.tags.get(tracking.TAG_STAGE) != "fusion"
     }
     runs = sorted(found.values(), key=lambda r: -r.data.metrics[rank_metric])
+    if not runs and not filter_string:
+        raise ValueError(_nothing_found(root, rank_metric))
     if not runs:
         raise ValueError(f"filter: no FINISHED run with metric {rank_metric!r} matches {flt!r}")
     systems: dict[str, dict[str, np.ndarray]] = {}

@@ -10,6 +10,7 @@ data roots never mix.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import itertools
@@ -44,8 +45,12 @@ TRAINING_CODE = (
 )
 
 
+#: Modules whose source determines what a fusion run produces (with the data readers).
+FUSION_CODE = ("data", "fusion.py", "latefusion.py", "metrics.py", "svr.py")
+
+
 @functools.cache
-def code_version() -> str:
+def code_version(modules: tuple[str, ...] = TRAINING_CODE) -> str:
     """Hash of the source that trains and scores: a change there invalidates reuse.
 
     Computed once per process: what counts is the code this process imported and runs.
@@ -54,7 +59,9 @@ def code_version() -> str:
     """
     h = hashlib.sha256()
     pkg = Path(__file__).parent
-    for name in TRAINING_CODE:
+    for name in modules:
+        if not (pkg / name).exists():
+            continue
         for path in sorted((pkg / name).rglob("*.py")) if (pkg / name).is_dir() else [pkg / name]:
             h.update(path.relative_to(pkg).as_posix().encode())
             h.update(path.read_bytes())
@@ -89,9 +96,14 @@ def make_key(entry_point: str, params: Mapping[str, Any], fingerprint: str) -> s
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
 
-def find_finished(key_tag: str, key: str) -> str | None:
-    """Id of the newest FINISHED run carrying ``key_tag = key`` (paged search)."""
+def find_finished(key_tag: str, key: str, experiment_id: str | None = None) -> str | None:
+    """Id of the newest FINISHED run carrying ``key_tag = key`` (paged search).
+
+    With ``experiment_id`` only runs of that experiment count: a step reuses runs of its
+    own experiment, so its view (one experiment's runs page) shows every run it used.
+    """
     runs = tracking.search_runs(
+        experiment_ids=[experiment_id] if experiment_id else None,
         filter_string=f"tags.`{key_tag}` = '{key}' and attributes.status = 'FINISHED'",
         order_by=["attributes.start_time DESC"],
         max_results=1,
@@ -128,7 +140,8 @@ def train_child(
 
     params = {**cfg.to_params(), "stage": stage}
     key = make_key("train", params, fingerprint)
-    if not force and (rid := find_finished("ser.run_key", key)):
+    experiment_id = tracking.experiment_for(cfg.experiment)  # the parent's
+    if not force and (rid := find_finished("ser.run_key", key, experiment_id)):
         run = tracking.get_run(rid)
         return ChildOutcome(label, cfg, rid, "REUSED", dict(run.data.metrics))
     tags = {
@@ -249,11 +262,16 @@ def _sweep(
 
     fingerprint = corpus_fingerprint(base.data_root)
     step_key = make_key(step, step_params, fingerprint)
-    if not force and (rid := find_finished("ser.step_key", step_key)):
+    # under `mlflow run` the run MLflow created decides (a conflicting name is refused here,
+    # before anything trains); parent, children and view all live in this experiment
+    experiment_id = tracking.experiment_for(base.experiment)
+    if not force and (rid := find_finished("ser.step_key", step_key, experiment_id)):
         table = pd.read_csv(tracking.download_artifacts(rid, "ranking.csv"))
         echo(f"[{step}] reusing finished run {rid} (same params, code and data)")
-        for line in views.publish_step_view(step, rid, rank_metric=rank_metric).lines():
+        lines = views.publish_step_view(step, rid, rank_metric=rank_metric).lines()
+        for line in lines:
             echo(line)
+        tracking.note_launched_reuse(rid, step=step, lines=lines)
         return StepResult(step, rid, table, [], reused=True)
     tags = {
         tracking.TAG_STAGE: "pipeline",
@@ -495,6 +513,10 @@ def compare(
     def log_comparison(result: StepResult) -> None:
         from ser_mlflow import plots
 
+        for o in result.outcomes:  # the view's group rows: "Group: MTL2 mean"
+            if o.run_id:
+                tracking.set_run_tags(o.run_id, {views.TAG_LOSS_GROUP: views.loss_group(
+                    o.cfg.loss.name)})
         table = compare_table(result.outcomes)
         log_table(table, "comparison")
         tracking.log_figure(plots.compare_bars(table), "plots/comparison.png")
@@ -592,6 +614,29 @@ def run_chain(
         write_synthetic_corpus(chain.data_root, progress=True, **chain.synthesize)
     base = build_config(data_root=str(chain.data_root), **chain.train)
     results: dict[str, Any] = {}
+    # Under `mlflow run -e main` the run MLflow created is the chain's own run and every
+    # step nests under it, in its experiment; otherwise the steps are top-level runs.
+    chain_run: Any = contextlib.nullcontext()
+    if tracking.launched_run_id():
+        chain_run = tracking.run_context(
+            experiment=base.experiment,
+            run_name=f"main: {chain.path.name}",
+            tags={tracking.TAG_STAGE: "pipeline", "ser.step": "main"},
+        )
+    with chain_run:
+        _chain_steps(chain, base, results, force=force, echo=echo, extra_steps=extra_steps)
+    return results
+
+
+def _chain_steps(
+    chain: ChainConfig,
+    base: TrainConfig,
+    results: dict[str, Any],
+    *,
+    force: bool,
+    echo: Echo,
+    extra_steps: Mapping[str, Callable[[TrainConfig, dict[str, Any], bool], Any]] | None,
+) -> None:
     for step, opts in chain.steps.items():
         echo(f"\n[main] step {step}")
         if step == "unimodal":
@@ -623,4 +668,60 @@ def run_chain(
             results[step] = extra_steps[step](base, opts, force)
         else:
             raise ValueError(f"{chain.path}: step {step!r} is not available in this version")
-    return results
+
+
+def fusion_candidates(
+    data_root: str | Path, *, rank_metric: str = "devel_ccc_mean", filter_string: str = ""
+) -> list[str]:
+    """Ids of the runs `fusion` would rank, best first: what a fusion's inputs depend on.
+
+    The same query as :func:`ser_mlflow.latefusion.run_fusion` (its default filters, or
+    ``filter_string``); every candidate is listed, not only the top N, so that a run that
+    would replace an input without predictions also changes the key.
+    """
+    from ser_mlflow import latefusion
+
+    filters = [filter_string] if filter_string else latefusion.default_filters(data_root)
+    found = {
+        r.info.run_id: r
+        for f in filters
+        for r in tracking.search_runs(filter_string=f"{f} and attributes.status = 'FINISHED'")
+        if rank_metric in r.data.metrics and r.data.tags.get(tracking.TAG_STAGE) != "fusion"
+    }
+    return sorted(found, key=lambda rid: (-found[rid].data.metrics[rank_metric], rid))
+
+
+def reusable_fusion(
+    base: TrainConfig,
+    opts: Mapping[str, Any],
+    *,
+    force: bool,
+    run: Callable[..., Any],
+    echo: Echo = print,
+) -> Any:
+    """The chain's `fusion` step, reused like a training step.
+
+    Key: the step's options, its candidate input runs (:func:`fusion_candidates`), the
+    fusion code and the data. A FINISHED fusion run of this experiment with that key is
+    reused (its id returned) unless ``force``; otherwise ``run`` fits a new one, which is
+    tagged with the key.
+    """
+    fingerprint = corpus_fingerprint(base.data_root)
+    experiment_id = tracking.experiment_for(base.experiment)
+    candidates = fusion_candidates(
+        base.data_root,
+        rank_metric=str(opts.get("rank_metric", "devel_ccc_mean")),
+        filter_string=str(opts.get("filter_string") or ""),
+    )
+    params = {
+        **{k: str(v) for k, v in opts.items()},
+        "inputs": ",".join(candidates),
+        "fusion_code": code_version(FUSION_CODE),
+    }
+    key = make_key("fusion", params, fingerprint)
+    if not force and (rid := find_finished("ser.step_key", key, experiment_id)):
+        echo(f"[fusion] reusing finished fusion run {rid} (same options, inputs, code and data)")
+        return rid
+    result = run()
+    tracking.set_run_tags(result.run_id, {"ser.step_key": key})
+    return result

@@ -37,6 +37,9 @@ class Registered:
     metric: str
     value: float
     new_version: bool
+    alias: str = "champion"  # the alias the version got: the champion's, or the challenger's
+    champion_version: str = ""  # the champion after the call
+    previous_value: float | None = None  # the champion's metric before, when there was one
 
 
 def register_best(
@@ -45,10 +48,17 @@ def register_best(
     metric: str = "devel_ccc_mean",
     filter_string: str | None = None,
     alias: str = "champion",
+    challenger: str = "challenger",
+    force: bool = False,
     data_root: str | Path = "data/synthetic",
     echo: Echo = print,
 ) -> Registered:
-    """Register the best run's model and point ``alias`` at it.
+    """Register the best run's model; it becomes ``alias`` only if it beats the holder.
+
+    When ``alias`` already points to a version, the new one takes it only with a strictly
+    higher ``metric`` (or ``force``, recorded on the version like a forced promotion);
+    otherwise it gets ``challenger`` and the output gives both values, so a rerun never
+    demotes the champion by accident.
 
     Raises:
         ValueError: no FINISHED run matches, or none has the metric.
@@ -70,14 +80,58 @@ def register_best(
     version = str(tracking.register_run_model(best.info.run_id, model_name).version)
     value = float(best.data.metrics[metric])
     tracking.set_version_tags(model_name, version, {metric: value, "ser.run_id": best.info.run_id})
-    tracking.set_alias(model_name, alias, version)
     is_new = version not in before
+    sets = best.data.tags.get(tracking.TAG_FEATURE_SETS, "?")
     echo(
         f"{'Registered' if is_new else 'Already registered:'} {model_name} version {version} "
-        f"from run {best.info.run_id} ({best.data.tags.get(tracking.TAG_FEATURE_SETS, '?')}, "
-        f"{metric}={value:.4f}); alias @{alias} -> version {version}"
+        f"from run {best.info.run_id} ({sets}, {metric}={value:.4f})"
     )
-    return Registered(model_name, version, best.info.run_id, metric, value, is_new)
+    try:
+        holder = tracking.model_version_by_alias(model_name, alias)
+    except ValueError:
+        holder = None
+    if holder is None or str(holder.version) == version:
+        tracking.set_alias(model_name, alias, version)
+        echo(f"@{alias} -> version {version}")
+        return Registered(model_name, version, best.info.run_id, metric, value, is_new, alias,
+                          version)
+    try:
+        held = _version_metric(model_name, holder, metric)
+    except ValueError:
+        held = float("nan")  # cannot be compared: only --force moves the alias
+    if force or value > held:
+        tracking.set_alias(model_name, alias, version)
+        _record_promotion(model_name, version, holder.version, held, value, metric, force)
+        echo(
+            f"@{alias} -> version {version}: {metric} {value:.4f} > {held:.4f} of version "
+            f"{holder.version}" + (" [forced]" if force and not value > held else "")
+        )
+        return Registered(model_name, version, best.info.run_id, metric, value, is_new, alias,
+                          version, held)
+    tracking.set_alias(model_name, challenger, version)
+    echo(
+        f"@{alias} stays on version {holder.version} ({metric}={held:.4f}); version {version} "
+        f"({metric}={value:.4f}) is not better and is now @{challenger} "
+        f"(`ser-mlflow promote` compares them; --force registers it as @{alias} anyway)"
+    )
+    return Registered(model_name, version, best.info.run_id, metric, value, is_new, challenger,
+                      str(holder.version), held)
+
+
+def _record_promotion(model_name: str, version: str, old_version: str | None, old_value: float,
+                      new_value: float, metric: str, force: bool) -> None:
+    """What a moved champion alias leaves on the new version: who it replaced and why."""
+    tracking.set_version_tags(
+        model_name,
+        version,
+        {
+            "ser.promoted_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "ser.previous_version": old_version or "none",
+            f"ser.previous_{metric}": old_value if old_version else "none",
+            f"ser.promoted_{metric}": new_value,
+            "ser.promotion_forced": str(force).lower(),
+        },
+    )
 
 
 @dataclass(frozen=True)
@@ -135,17 +189,8 @@ def promote(
         echo(f"Promotion refused: {reason}")
         return Promotion(False, reason, old.version if old else "")
     tracking.set_alias(model_name, champion, new.version)
-    tracking.set_version_tags(
-        model_name,
-        new.version,
-        {
-            "ser.promoted_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "ser.previous_version": old.version if old else "none",
-            f"ser.previous_{metric}": old_value if old else "none",
-            f"ser.promoted_{metric}": new_value,
-            "ser.promotion_forced": str(force).lower(),
-        },
-    )
+    _record_promotion(model_name, new.version, old.version if old else None, old_value,
+                      new_value, metric, force)
     reason = (
         f"version {new.version} ({metric}={new_value:.4f}) replaces version "
         f"{old.version if old else 'none'} ({old_value:.4f})" + (" [forced]" if force else "")
@@ -182,39 +227,15 @@ def predict(
     """
     import numpy as np
 
-    from ser_mlflow.data import DataError, load_corpus, write_avec_csv
+    from ser_mlflow.data import write_avec_csv
     from ser_mlflow.metrics import score_recordings
-    from ser_mlflow.pyfunc import recordings_frame
 
     version = tracking.resolve_model_version(model_uri)  # fails early on a bad alias
     model = tracking.load_pyfunc(model_uri)
     meta = model.unwrap_python_model().meta
-    # a fusion over trained runs takes the union of its input models' raw columns
-    columns = meta.get("raw_columns") or meta["feature_columns"]
-    sets = meta.get("feature_sets") or list(dict.fromkeys(c.split(":", 1)[0] for c in columns))
-    try:
-        corpus = load_corpus(data_root, sets, partitions=(partition,), labelled=(partition,))
-        labelled = True
-    except DataError as exc:
-        if "label" not in str(exc).lower():
-            raise
-        corpus = load_corpus(data_root, sets, partitions=(partition,), labelled=())
-        labelled = False
-    if tuple(corpus.feature_columns) != tuple(columns):
-        missing = [c for c in columns if c not in corpus.feature_columns][:5]
-        extra = [c for c in corpus.feature_columns if c not in columns][:5]
-        raise ValueError(
-            f"{data_root}: feature columns of {'+'.join(sets)} differ from the model's "
-            f"({len(columns)} expected, {len(corpus.feature_columns)} found; missing {missing}, "
-            f"unexpected {extra})"
-        )
+    frame, corpus, labelled = _model_frames(model, data_root, partition)
+    sets = list(dict.fromkeys(c.split(":", 1)[0] for c in corpus.feature_columns))
     recs = corpus.partition(partition)
-    frame = recordings_frame(
-        [r.name for r in recs],
-        [r.timestamps for r in recs],
-        [r.features for r in recs],
-        corpus.feature_columns,
-    )
     result = model.predict(frame)
     attrs = list(meta["attributes"])
     out = Path(out)
@@ -260,3 +281,65 @@ def predict(
         f"run {run.info.run_id}"
     )
     return Prediction(run.info.run_id, out, len(recs), version, metrics)
+
+
+def model_input(model: Any, data_root: str | Path, partition: str = "Test") -> Any:
+    """The frames a ser_mlflow model predicts from, read from an AVEC-layout folder.
+
+    One row per frame: ``name``, ``timestamp`` and every feature column the model was
+    trained on as ``<feature_set>:<column>``, in its order. For
+    ``mlflow.pyfunc.load_model(uri).predict`` or, as JSON, ``mlflow models serve``.
+
+    Args:
+        model: a loaded ser_mlflow pyfunc (a trained run's model, or a fusion over trained
+            runs, whose input is the union of its input models' columns).
+        data_root: ``<root>/<feature_set>/<Partition>_<Culture>_<NN>.csv``.
+        partition: Train, Devel or Test.
+
+    Raises:
+        ValueError: the model takes predictions (a fusion over imported predictions), or the
+            folder's columns differ from the model's (names them).
+        DataError: unreadable data (names the file).
+    """
+    return _model_frames(model, data_root, partition)[0]
+
+
+def _model_frames(model: Any, data_root: str | Path, partition: str) -> tuple[Any, Any, bool]:
+    """(frames, corpus, labelled) for :func:`model_input` and :func:`predict`."""
+    from ser_mlflow.data import DataError, load_corpus
+    from ser_mlflow.pyfunc import recordings_frame
+
+    meta = model.unwrap_python_model().meta
+    if meta.get("kind") == "fusion" and not meta.get("raw_columns"):
+        raise ValueError(
+            "model: this fusion takes its systems' predictions (columns "
+            f"{meta['feature_columns'][:3]} ...), not features; give it the prediction "
+            "files of those systems (see the README, 'Model registry')"
+        )
+    # a fusion over trained runs takes the union of its input models' raw columns
+    columns = meta.get("raw_columns") or meta["feature_columns"]
+    sets = meta.get("feature_sets") or list(dict.fromkeys(c.split(":", 1)[0] for c in columns))
+    try:
+        corpus = load_corpus(data_root, sets, partitions=(partition,), labelled=(partition,))
+        labelled = True
+    except DataError as exc:
+        if "label" not in str(exc).lower():
+            raise
+        corpus = load_corpus(data_root, sets, partitions=(partition,), labelled=())
+        labelled = False
+    if tuple(corpus.feature_columns) != tuple(columns):
+        missing = [c for c in columns if c not in corpus.feature_columns][:5]
+        extra = [c for c in corpus.feature_columns if c not in columns][:5]
+        raise ValueError(
+            f"{data_root}: feature columns of {'+'.join(sets)} differ from the model's "
+            f"({len(columns)} expected, {len(corpus.feature_columns)} found; missing {missing}, "
+            f"unexpected {extra})"
+        )
+    recs = corpus.partition(partition)
+    frame = recordings_frame(
+        [r.name for r in recs],
+        [r.timestamps for r in recs],
+        [r.features for r in recs],
+        corpus.feature_columns,
+    )
+    return frame, corpus, labelled

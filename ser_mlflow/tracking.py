@@ -25,6 +25,8 @@ import mlflow
 from mlflow.entities import Run, RunStatus
 from mlflow.tracking import MlflowClient
 
+from ser_mlflow.config import DEFAULT_EXPERIMENT
+
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 DEFAULT_ARTIFACT_DIR = "mlartifacts"
 
@@ -64,6 +66,7 @@ DRIVER_PACKAGES: dict[str, str] = {
 }
 SERVER_CHECK_TIMEOUT_S = (5.0, 10.0)  # connect, read: well inside the 30 s a user waits
 _checked_uris: set[str] = set()
+_adopted_uris: set[str] = set()
 
 
 def check_tracking_uri(uri: str) -> None:
@@ -297,11 +300,18 @@ def _is_local_store(uri: str) -> bool:
     return uri.startswith("sqlite:") or uri.startswith("postgresql") or uri.startswith("mysql")
 
 
+def _artifact_root() -> str:
+    """``./mlartifacts`` as a file URI: where a database store opened here keeps artifacts."""
+    return (Path.cwd() / DEFAULT_ARTIFACT_DIR).resolve().as_uri()
+
+
 def ensure_experiment(name: str) -> str:
     """Return the id of experiment ``name``, creating it with artifacts under ./mlartifacts.
 
     A tracking server decides artifact locations itself, so only database stores opened
-    directly by this process get the ``./mlartifacts`` location.
+    directly by this process get the ``./mlartifacts`` location. Experiments are tagged
+    ``mlflow.experimentKind=custom_model_development`` so the UI opens them on their
+    training runs, not on the GenAI overview.
     """
     from mlflow.exceptions import MlflowException
 
@@ -309,14 +319,20 @@ def ensure_experiment(name: str) -> str:
         raise ValueError(f"experiment: expected a name (e.g. ser-ces), got {name!r}")
     uri = configure()
     client = MlflowClient()
+    if uri not in _adopted_uris:  # once per process: Default's artifacts beside ours
+        _adopted_uris.add(uri)
+        adopt_default_experiment()
     exp = client.get_experiment_by_name(name)
     if exp is None:
         location = None
         if _is_local_store(uri):
-            location = (Path.cwd() / DEFAULT_ARTIFACT_DIR).resolve().as_uri()
+            location = _artifact_root()
             check_artifact_location(location)
         try:
-            return client.create_experiment(name, artifact_location=location)
+            return client.create_experiment(
+                name, artifact_location=location,
+                tags={TAG_EXPERIMENT_KIND: MODEL_TRAINING_KIND},
+            )
         except MlflowException as exc:
             # another process created it between our look and our create: use theirs
             if exc.error_code != "RESOURCE_ALREADY_EXISTS":
@@ -327,8 +343,151 @@ def ensure_experiment(name: str) -> str:
     check_artifact_location(exp.artifact_location)
     if exp.lifecycle_stage == "deleted":
         client.restore_experiment(exp.experiment_id)
+    mark_model_training(exp.experiment_id, exp.tags)
     reap_stale_runs(experiment_ids=[exp.experiment_id])
     return exp.experiment_id
+
+
+#: MLflow's experiment tag the 3.17 UI reads to pick the model-training or GenAI pages.
+TAG_EXPERIMENT_KIND = "mlflow.experimentKind"
+MODEL_TRAINING_KIND = "custom_model_development"
+#: The experiment MLflow creates with every store (id 0); `mlflow run` uses it when no
+#: --experiment-name is given.
+DEFAULT_EXPERIMENT_NAME = "Default"
+DEFAULT_EXPERIMENT_ID = "0"
+
+
+def mark_model_training(experiment_id: str, tags: Mapping[str, str] | None = None) -> None:
+    """Tag an experiment as model training (what the UI opens on), unless a kind is set."""
+    with contextlib.suppress(Exception):
+        if tags is None:
+            tags = MlflowClient().get_experiment(experiment_id).tags
+        if TAG_EXPERIMENT_KIND not in tags:
+            MlflowClient().set_experiment_tag(
+                experiment_id, TAG_EXPERIMENT_KIND, MODEL_TRAINING_KIND
+            )
+
+
+def adopt_default_experiment() -> bool:
+    """Keep the ``Default`` experiment's artifacts under ./mlartifacts, like ours.
+
+    A database store gets ``Default`` (id 0) from MLflow with artifacts under
+    ``./mlruns/0``, and ``mlflow run`` without ``--experiment-name`` puts its run there,
+    before this code starts. MLflow has no call to move an experiment's artifact
+    location, so while that folder holds no file yet, the location of ``Default`` and of
+    its runs is rewritten in the store to ``./mlartifacts``. A ``Default`` whose
+    ``./mlruns`` folder already holds artifacts is left as it is. Tracking servers decide
+    their own locations and are never touched.
+
+    Returns:
+        True when the location was changed.
+    """
+    from urllib.parse import urlparse
+    from urllib.request import url2pathname
+
+    uri = configure()
+    if not _is_local_store(uri):
+        return False
+    try:
+        exp = MlflowClient().get_experiment(DEFAULT_EXPERIMENT_ID)
+    except Exception:
+        return False
+    old = exp.artifact_location or ""
+    parsed = urlparse(old)
+    if parsed.scheme not in ("", "file"):
+        return False
+    folder = Path(url2pathname(parsed.path) if parsed.scheme == "file" else old)
+    if folder.parent.name != "mlruns" or _holds_files(folder):
+        mark_model_training(exp.experiment_id, exp.tags)
+        return False
+    new = _artifact_root()
+    check_artifact_location(new)
+    from mlflow.store.tracking.dbmodels.models import SqlExperiment, SqlRun
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    store = SqlAlchemyStore(uri, new)
+    with store.ManagedSessionMaker(read_only=False) as session:
+        row = session.query(SqlExperiment).filter(
+            SqlExperiment.experiment_id == int(DEFAULT_EXPERIMENT_ID)
+        ).one()
+        row.artifact_location = new
+        for run in session.query(SqlRun).filter(
+            SqlRun.experiment_id == int(DEFAULT_EXPERIMENT_ID)
+        ):
+            if run.artifact_uri and run.artifact_uri.startswith(old.rstrip("/") + "/"):
+                run.artifact_uri = f"{new}/{run.run_uuid}/artifacts"
+    mark_model_training(exp.experiment_id, exp.tags)
+    with contextlib.suppress(OSError):  # the empty folder MLflow may have made
+        folder.rmdir()
+        folder.parent.rmdir()
+    return True
+
+
+def _holds_files(folder: Path) -> bool:
+    return folder.is_dir() and any(p.is_file() for p in folder.rglob("*"))
+
+
+class ExperimentConflict(ValueError):
+    """``mlflow run --experiment-name A`` (or Default) with ``-P experiment=B``."""
+
+
+def launched_run_id() -> str | None:
+    """The run ``mlflow run`` created for this process (``MLFLOW_RUN_ID``), if any."""
+    return os.environ.get("MLFLOW_RUN_ID") or None
+
+
+def check_launched_experiment(requested: str | None) -> None:
+    """Refuse ``-P experiment`` that contradicts ``mlflow run``'s experiment, early.
+
+    Cheap (one lookup, nothing created), so commands call it before loading TensorFlow.
+
+    Raises:
+        ExperimentConflict: see :func:`experiment_for`.
+    """
+    if requested and launched_run_id() and mlflow.active_run() is None:
+        experiment_for(requested)
+
+
+def experiment_for(requested: str | None) -> str:
+    """Id of the experiment a new top-level run of this process belongs to.
+
+    One rule for every entry point, so a step's parent, its children and its view share
+    one experiment:
+
+    - inside an active run (a child, or a step of ``main``): the active run's experiment;
+    - under ``mlflow run`` the run MLflow created decides (``--experiment-name``, or
+      ``Default`` without it); ``requested`` must be empty or name the same experiment;
+    - otherwise ``requested`` (``ser-ces`` when empty), created when missing.
+
+    Raises:
+        ExperimentConflict: ``mlflow run`` chose another experiment than ``requested``;
+            the launched run is ended FAILED with the reason.
+    """
+    configure()
+    active = mlflow.active_run()
+    if active is not None:  # a run opened now is a child: it joins its parent
+        return str(active.info.experiment_id)
+    launched = launched_run_id()
+    if launched:
+        run = MlflowClient().get_run(launched)
+        exp = MlflowClient().get_experiment(run.info.experiment_id)
+        if requested and requested != exp.name:
+            how = ("--experiment-name" if exp.experiment_id != DEFAULT_EXPERIMENT_ID
+                   else "no --experiment-name given")
+            message = (
+                f"experiment: `mlflow run` created this run in experiment {exp.name!r} "
+                f"({how}), but -P experiment={requested!r} names another; choose it with "
+                f"`mlflow run ... --experiment-name {requested}` and drop -P experiment"
+            )
+            fail_run(launched, message)
+            os.environ.pop("MLFLOW_RUN_ID", None)
+            raise ExperimentConflict(message)
+        if exp.experiment_id == DEFAULT_EXPERIMENT_ID:
+            adopt_default_experiment()
+        else:
+            mark_model_training(exp.experiment_id, exp.tags)
+        return str(exp.experiment_id)
+    return ensure_experiment(requested or DEFAULT_EXPERIMENT)
 
 
 def sigterm_to_interrupt(signum: int, frame: Any) -> None:
@@ -353,11 +512,11 @@ def run_context(
     and ended KILLED by the next command that looks at it (:func:`reap_stale_runs`).
 
     Args:
-        experiment: experiment name; ignored when ``mlflow run`` already created the run
-            (``MLFLOW_RUN_ID``), whose experiment is the one given to ``mlflow run``.
+        experiment: experiment name (empty: ``ser-ces``); see :func:`experiment_for`.
+            A nested run always joins its parent's experiment.
         run_name: display name.
         tags: tags set at start.
-        nested: open as a child of the active run.
+        nested: open as a child of the active run (implied when a run is active).
         reuse_env_run: resume the run ``mlflow run`` created for this process.
         resume_run_id: continue this run (its KILLED/FAILED note is removed).
 
@@ -366,21 +525,27 @@ def run_context(
         a lost tracking server becomes :class:`TrackingLost` (nothing more can be recorded).
     """
     configure()
-    env_run = os.environ.get("MLFLOW_RUN_ID") if reuse_env_run and not nested else None
+    parent = mlflow.active_run()
+    nested = nested or parent is not None  # a run opened inside another is its child
+    env_run = launched_run_id() if reuse_env_run and not nested else None
     start_tags = {**dict(tags or {}), **liveness_tags()}
     if resume_run_id:
         active = mlflow.start_run(run_id=resume_run_id, tags=start_tags)
         _clear_stop_note(resume_run_id)  # the run is alive again
     elif env_run:
+        experiment_for(experiment)  # refuses a conflicting -P experiment, fixes Default
         active = mlflow.start_run(run_id=env_run, tags=start_tags)
         # left in the environment, it would make every nested start_run resume this run
         os.environ.pop("MLFLOW_RUN_ID", None)
         if run_name:
             MlflowClient().set_tag(env_run, "mlflow.runName", run_name)
     else:
-        exp_id = ensure_experiment(experiment)
+        # a child lives in its parent's experiment, whatever name it was given
         active = mlflow.start_run(
-            experiment_id=exp_id, run_name=run_name, tags=start_tags, nested=nested
+            experiment_id=experiment_for(experiment),
+            run_name=run_name,
+            tags=start_tags,
+            nested=nested,
         )
     run_id = active.info.run_id
     _heartbeat_start(run_id)
@@ -712,6 +877,7 @@ def set_tags(tags: Mapping[str, Any]) -> None:
 def search_runs(
     *,
     experiment_names: list[str] | None = None,
+    experiment_ids: list[str] | None = None,
     filter_string: str = "",
     order_by: list[str] | None = None,
     max_results: int | None = None,
@@ -719,7 +885,9 @@ def search_runs(
     """Every matching run across all experiments (or the named ones), paging past 1000."""
     configure()
     client = MlflowClient()
-    if experiment_names:
+    if experiment_ids:
+        exp_ids = list(experiment_ids)
+    elif experiment_names:
         exps = [client.get_experiment_by_name(n) for n in experiment_names]
         exp_ids = [e.experiment_id for e in exps if e is not None]
     else:
@@ -769,13 +937,35 @@ def download_artifacts(run_id: str, artifact_path: str, dst: str | Path | None =
     return Path(path)
 
 
-def ui_hint() -> str:
-    """How a newcomer opens the UI on the store this process used."""
+def runs_page(experiment_id: str, base: str | None = None) -> str:
+    """An experiment's runs in the UI's model-training pages (not the GenAI overview a new
+    browser opens on: ``workflowType`` in the URL decides, whatever the browser stored)."""
     uri = tracking_uri()
+    base = base or (uri.rstrip("/") if uri.startswith("http") else "http://127.0.0.1:5000")
+    return f"{base}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
+
+
+def experiments_with_runs() -> list[tuple[str, str]]:
+    """(id, name) of the active experiments that hold at least one run."""
+    configure()
+    client = MlflowClient()
+    return [(e.experiment_id, e.name) for e in client.search_experiments()
+            if client.search_runs([e.experiment_id], max_results=1)]
+
+
+def ui_hint(experiment_id: str | None = None) -> str:
+    """How a newcomer opens the UI on the store this process used (on the runs of
+    ``experiment_id``, or of the only experiment with runs)."""
+    uri = tracking_uri()
+    if experiment_id is None:
+        with contextlib.suppress(Exception):
+            found = experiments_with_runs()
+            experiment_id = found[0][0] if len(found) == 1 else None
+    where = runs_page(experiment_id) if experiment_id else None
     if uri.startswith("http"):
-        return f"Open the MLflow UI at {uri}"
+        return f"Open the MLflow UI at {where or uri}"
     # `ser-mlflow ui` opens this same store and lists the saved views (ser_mlflow.views)
-    return "Open the MLflow UI:  ser-mlflow ui   then browse http://127.0.0.1:5000"
+    return f"Open the MLflow UI:  ser-mlflow ui   then browse {where or 'http://127.0.0.1:5000'}"
 
 
 def _pip_requirements() -> list[str]:
@@ -957,6 +1147,24 @@ def fail_run(run_id: str, message: str, tags: Mapping[str, Any] | None = None) -
     with contextlib.suppress(Exception):
         set_run_tags(run_id, tags or {})
     _end(run_id, RunStatus.FAILED, message)
+
+
+def note_launched_reuse(run_id: str, *, step: str, lines: list[str]) -> None:
+    """Under ``mlflow run``, a reused step leaves the run MLflow created saying so.
+
+    Without this the launched run ends FINISHED and empty, reading like a step that did
+    nothing; with it, it names the finished run that holds the step's results.
+    """
+    launched = launched_run_id()
+    if not launched:
+        return
+    os.environ.pop("MLFLOW_RUN_ID", None)
+    with contextlib.suppress(Exception):
+        set_run_tags(launched, {
+            TAG_STAGE: "pipeline", "ser.step": step, "ser.reused_step_run": run_id,
+            "mlflow.note.content": f"Reused the finished {step} run {run_id} (same params, "
+            "code and data):\n\n" + "\n".join(lines),
+        })  # fmt: skip
 
 
 def experiment_name_of(run_id: str) -> str:

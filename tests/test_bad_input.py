@@ -145,8 +145,8 @@ ROWS: dict[str, Row] = {
     "train: unwritable artifact location": Row(
         ["train", "--data-root", "{tiny}", *TRAIN, "--experiment", "unwritable-train"],
         r"artifact location: cannot write to .*mlartifacts", setup=_file_named_mlartifacts),
-    "train: empty experiment name": Row(
-        ["train", "--data-root", "{tiny}", *TRAIN, "--experiment", ""],
+    "train: blank experiment name": Row(
+        ["train", "--data-root", "{tiny}", *TRAIN, "--experiment", "  "],
         r"experiment: expected a name"),
     "train: infinite learning rate": Row(
         ["train", "--data-root", "{tiny}", *TRAIN, "--lr", "inf"],
@@ -237,8 +237,8 @@ ROWS: dict[str, Row] = {
         r"contexts: k=100000 reaches past the shortest Devel recording \(\d+ frames"),
     "fusion: zero threads": Row(
         ["fusion", "--data-root", "{tiny}", "--n-jobs", "0"], r"n_jobs: expected -1"),
-    "fusion: empty experiment name": Row(
-        ["fusion", "--data-root", "{tiny}", "--experiment", ""], r"experiment: expected a name"),
+    "fusion: blank experiment name": Row(
+        ["fusion", "--data-root", "{tiny}", "--experiment", " "], r"experiment: expected a name"),
     "fusion: one input": Row(
         ["fusion", "--data-root", "{tiny}", "--top-n", "1"], r"top_n: fusion needs at least 2"),
     "fusion: filter that matches nothing": Row(

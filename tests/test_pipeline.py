@@ -103,6 +103,11 @@ def test_main_chain_twice_reuses_every_step(
     assert second.exit_code == 0, second.output
     assert len(_training_runs()) == len(trained), "the second run must train nothing"
     assert second.output.count("reusing finished run") == 3
+    # fusion is a step like the others: same options, inputs, code and data -> reused
+    assert "[fusion] reusing finished fusion run " + fusion_runs[0].info.run_id in second.output
+    assert len([r for r in _runs() if r.data.tags.get("ser.stage") == "fusion"]) == 1
+    again = mlflow.MlflowClient().get_model_version_by_alias("chain-best", "champion")
+    assert again.version == champion.version  # the champion stays where it was
 
 
 def test_bimodal_without_unimodal_runs_is_a_clear_error(

@@ -227,3 +227,50 @@ def test_pyfunc_input_errors() -> None:
     for df, match in cases:
         with pytest.raises(InputError, match=match):
             split_recordings(df, cols)
+
+
+class _Constant(mlflow.pyfunc.PythonModel):
+    """A stand-in model: registering needs a logged model, not a trained network."""
+
+    def predict(self, context, model_input, params=None):  # noqa: ANN001, ANN201
+        return model_input
+
+
+def _scored_run(value: float, tags: dict[str, str]) -> str:
+    with mlflow.start_run(tags={**tags, "ser.feature_sets": f"x{value}"}) as run:
+        mlflow.log_metric("devel_ccc_mean", value)
+        mlflow.pyfunc.log_model(name="model", python_model=_Constant())
+    return run.info.run_id
+
+
+def test_register_never_demotes_the_champion(tracking_store: str) -> None:
+    """A worse model becomes @challenger and the output gives both values; --force moves
+    the champion and is recorded; a better model takes it without force."""
+    mlflow.set_experiment("reg")
+    tags = {"ser.data_digest": "d", "ser.model_input": "raw"}
+    good, worse, better = (_scored_run(v, tags) for v in (0.4, 0.2, 0.5))
+
+    def register(run_id: str, *extra: str) -> str:
+        res = CliRunner().invoke(
+            main, ["register", "--filter", f"attributes.run_id = '{run_id}'", *extra])
+        assert res.exit_code == 0, res.output
+        return res.output
+
+    def holder(alias: str) -> tuple[str, str]:
+        mv = registry.tracking.model_version_by_alias("ser-ces", alias)
+        return str(mv.version), mv.run_id
+
+    assert "@champion -> version 1" in register(good)
+    out = register(worse)
+    assert holder("champion") == ("1", good) and holder("challenger") == ("2", worse)
+    assert ("@champion stays on version 1 (devel_ccc_mean=0.4000); version 2 "
+            "(devel_ccc_mean=0.2000) is not better and is now @challenger") in out
+    refused = CliRunner().invoke(main, ["promote"])
+    assert refused.exit_code == 1 and holder("champion")[0] == "1"
+    assert "[forced]" in register(worse, "--force")
+    mv = registry.tracking.model_version_by_alias("ser-ces", "champion")
+    assert (str(mv.version), mv.tags["ser.promotion_forced"]) == ("2", "true")
+    assert mv.tags["ser.previous_version"] == "1"
+    assert float(mv.tags["ser.previous_devel_ccc_mean"]) == pytest.approx(0.4)
+    assert "@champion -> version 3: devel_ccc_mean 0.5000 > 0.2000" in register(better)
+    assert holder("champion") == ("3", better)

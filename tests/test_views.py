@@ -39,14 +39,16 @@ def test_compare_state_groups_by_loss_and_puts_ccc_charts_first() -> None:
     assert not _applied(state), "keys the UI would ignore"
     assert state["searchFilter"] == "tags.`mlflow.parentRunId` = 'abc'"
     assert (state["orderByKey"], state["orderByAsc"]) == ("metrics.`devel_ccc_mean`", False)
-    assert state["groupBy"] == {
+    assert state["groupBy"] == {  # group rows read "Group: MTL2 mean"
         "aggregateFunction": "average",
-        "groupByKeys": [{"mode": "tag", "groupByData": "ser.loss"}],
+        "groupByKeys": [{"mode": "tag", "groupByData": "ser.loss_group"}],
     }
-    assert state["selectedColumns"] == [
+    assert views.loss_group("MTL2") == "MTL2 mean"
+    assert state["selectedColumns"] == [  # the sorted column first: in view beside the panel
+        *(f"metrics.`devel_ccc_{a}`" for a in ("mean", "arousal", "valence", "liking")),
         "tags.`ser.loss`",
-        *(f"metrics.`devel_ccc_{a}`" for a in ("arousal", "valence", "liking", "mean")),
     ]
+    assert state["runListHidden"] is True  # the charts get the width: titles not cut
     cards = state["compareRunCharts"]
     assert [c["type"] for c in cards] == ["LINE"] * 4 + ["BAR"] * 4
     assert cards[0]["metricKey"] == "epoch/devel_ccc_mean"
@@ -129,7 +131,8 @@ def test_write_step_view_is_idempotent_and_tags_the_parent(parent: str) -> None:
     tags = client.get_experiment(exp_id).tags
     assert [k for k in tags if k.startswith(views.VIEW_TAG_PREFIX)] == [tag]
     assert json.loads(tags[tag])["createdAt"] == created
-    assert views.read_view(first)["groupBy"]["groupByKeys"][0]["groupByData"] == "ser.loss"
+    assert views.read_view(first)["groupBy"]["groupByKeys"][0]["groupByData"] == (
+        "ser.loss_group")
     run_tags = client.get_run(parent).data.tags
     assert run_tags[views.TAG_VIEW_KEY] == first.key
     assert run_tags[views.TAG_CHART_URL] == first.url(charts=True)

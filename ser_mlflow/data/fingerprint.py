@@ -34,3 +34,22 @@ def corpus_fingerprint(root: str | Path) -> str:
             except OSError as exc:  # a link loop, a dangling link, no permission
                 raise DataError(f"{f}: cannot read ({exc.strerror or exc})") from None
     return h.hexdigest()[:24]
+
+
+def labels_fingerprint(labels: str | Path, partition: str = "Devel") -> str:
+    """Hex digest (24 chars) of one partition's label files: names and bytes.
+
+    What imported predictions were scored on, wherever their labels folder lives: `fusion`
+    finds them by the labels of its data root, not by the folder around the labels.
+
+    Raises:
+        DataError: the folder does not exist.
+    """
+    labels = Path(labels)
+    if not labels.is_dir():
+        raise DataError(f"{labels}: labels folder does not exist")
+    h = hashlib.sha256()
+    for f in sorted(labels.glob(f"{partition}_*.csv")):
+        h.update(f"{f.name}\n".encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()[:24]
