@@ -153,7 +153,8 @@ def test_register_predict_promote_serve(
         def answers() -> bool:
             assert server.poll() is None, server.stderr.read().decode()[-2000:]
             try:
-                return urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2).ok
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2) as r:
+                    return r.status == 200
             except OSError:
                 return False
 
