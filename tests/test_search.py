@@ -137,7 +137,6 @@ def test_trials_are_nested_runs_with_truthful_states(
     assert len(df) == 4
     assert set(df["mlflow_run_id"]) == {r.info.run_id for r in kids.values()}
     assert list(df["state"]) == ["COMPLETE", "PRUNED", "FAIL", "COMPLETE"]
-    assert df["value"][0] == pytest.approx(study.trials[0].value)
     assert df["params_alpha"].tolist() == pytest.approx([t.params["alpha"] for t in study.trials])
     out = capsys.readouterr().out
     assert "1 pruned" in out and "1 failed" in out and "Best devel_ccc_mean" in out
