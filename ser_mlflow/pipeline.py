@@ -507,6 +507,7 @@ def compare(
                     if d[f"{a}_mean"] == d[f"{a}_mean"]
                 }
             )
+        log_compare_intervals(result, echo=echo)
         echo("\n" + format_compare(table))
 
     return _sweep(
@@ -519,6 +520,74 @@ def compare(
         echo=echo,
         after=log_comparison,
     )
+
+
+def delay_sweep(
+    base: TrainConfig,
+    *,
+    shifts: Sequence[int],
+    force: bool = False,
+    echo: Echo = print,
+) -> StepResult:
+    """One child per label shift (``shift_frames``) on the base config; the delay curve.
+
+    Children are ordinary training runs (``ser.stage=delay``), reused like every sweep's.
+    The parent logs the curve of devel CCC against the delay in seconds, the optimum per
+    attribute, and beside it the linear and run-lag estimates (``delay``).
+    """
+    configs = [
+        (f"shift{s}", replace(base, shift_frames=int(s)), "delay") for s in sorted(set(shifts))
+    ]
+    params = {**base.to_params(), "shifts": ",".join(str(s) for s in sorted(set(shifts)))}
+    params.pop("shift_frames")
+
+    def log_curve(result: StepResult) -> None:
+        from ser_mlflow import delay
+
+        ok = [tracking.get_run(o.run_id) for o in result.outcomes
+              if o.status != "FAILED" and o.run_id]
+        if not ok:
+            return
+        summary = delay.summarise(ok, data_root=base.data_root,
+                                  feature_sets=base.feature_sets, lags=list(range(0, max(
+                                      max(shifts), 1) + 1)))
+        delay.log_summary(summary, title=f"Label delay sweep: {'+'.join(base.feature_sets)}, "
+                          f"{base.loss.name}, {base.epochs} epochs", echo=echo)
+
+    return _sweep(
+        "delay",
+        configs,
+        base=base,
+        step_params=params,
+        rank_metric="devel_ccc_mean",
+        force=force,
+        echo=echo,
+        after=log_curve,
+    )
+
+
+def log_compare_intervals(result: StepResult, *, n_boot: int = 1000, echo: Echo = print) -> None:
+    """Log ``<loss>_devel_ccc_<attr>_ci_low/_ci_high`` on the compare parent.
+
+    The interval of each loss's mean over seeds resamples recordings (within culture) and
+    seeds together, from the children's prediction files (``report`` computes the same,
+    with the per-culture scopes and the paired tests). An interval that cannot be computed
+    is reported and tagged; the comparison itself stands.
+    """
+    from ser_mlflow import report, runpreds
+
+    ids = [o.run_id for o in result.outcomes if o.status != "FAILED" and o.run_id]
+    if not ids:
+        return
+    try:
+        runs = runpreds.find_runs(run_ids=ids)
+        data = report.build(runs, group_by=[f"tags.{tracking.TAG_LOSS}"], n_boot=n_boot,
+                            with_pairs=False)
+        tracking.log_metrics(
+            {k: v for k, v in report.interval_metrics(data).items() if "_ci_" in k})
+    except (ValueError, OSError) as exc:
+        echo(f"  (no intervals on the compare parent: {exc})")
+        tracking.set_tags({"ser.intervals_error": str(exc)[:500]})
 
 
 @dataclass(frozen=True)
