@@ -510,7 +510,7 @@ def compare(
         log_compare_intervals(result, echo=echo)
         echo("\n" + format_compare(table))
 
-    return _sweep(
+    result = _sweep(
         "compare",
         configs,
         base=base,
@@ -520,6 +520,9 @@ def compare(
         echo=echo,
         after=log_comparison,
     )
+    if result.reused:
+        log_compare_intervals(result, echo=echo)
+    return result
 
 
 def delay_sweep(
@@ -566,28 +569,51 @@ def delay_sweep(
     )
 
 
-def log_compare_intervals(result: StepResult, *, n_boot: int = 1000, echo: Echo = print) -> None:
-    """Log ``<loss>_devel_ccc_<attr>_ci_low/_ci_high`` on the compare parent.
+def compare_interval_metrics(run_ids: Sequence[str], *, n_boot: int = 1000) -> dict[str, float]:
+    """``<loss>_devel_ccc_<attr>_ci_low/_ci_high`` of a compare's children.
 
     The interval of each loss's mean over seeds resamples recordings (within culture) and
     seeds together, from the children's prediction files (``report`` computes the same,
-    with the per-culture scopes and the paired tests). An interval that cannot be computed
-    is reported and tagged; the comparison itself stands.
+    with the per-culture scopes and the paired tests).
     """
     from ser_mlflow import report, runpreds
 
-    ids = [o.run_id for o in result.outcomes if o.status != "FAILED" and o.run_id]
+    runs = runpreds.find_runs(run_ids=list(run_ids))
+    data = report.build(runs, group_by=[f"tags.{tracking.TAG_LOSS}"], n_boot=n_boot,
+                        with_pairs=False)
+    return {k: v for k, v in report.interval_metrics(data).items() if "_ci_" in k}
+
+
+def log_compare_intervals(result: StepResult, *, echo: Echo = print) -> None:
+    """Log the loss groups' intervals on the compare parent.
+
+    A reused parent from before intervals existed gets them added. An interval that cannot
+    be computed is reported and tagged; the comparison itself stands.
+    """
+    if result.reused:
+        parent = tracking.get_run(result.parent_run_id)
+        if any(k.endswith("_ci_low") for k in parent.data.metrics):
+            return
+        ids = [r for r in parent.data.tags.get("ser.children", "").split(",") if r]
+    else:
+        ids = [o.run_id for o in result.outcomes if o.status != "FAILED" and o.run_id]
     if not ids:
         return
     try:
-        runs = runpreds.find_runs(run_ids=ids)
-        data = report.build(runs, group_by=[f"tags.{tracking.TAG_LOSS}"], n_boot=n_boot,
-                            with_pairs=False)
-        tracking.log_metrics(
-            {k: v for k, v in report.interval_metrics(data).items() if "_ci_" in k})
+        found = compare_interval_metrics(ids)
     except (ValueError, OSError) as exc:
         echo(f"  (no intervals on the compare parent: {exc})")
-        tracking.set_tags({"ser.intervals_error": str(exc)[:500]})
+        tags = {"ser.intervals_error": str(exc)[:500]}
+        if result.reused:
+            tracking.set_run_tags(result.parent_run_id, tags)
+        else:
+            tracking.set_tags(tags)
+        return
+    if result.reused:
+        tracking.log_metrics_to(result.parent_run_id, found)
+        echo(f"[compare] added the loss groups' 95% intervals to run {result.parent_run_id}")
+    else:
+        tracking.log_metrics(found)
 
 
 @dataclass(frozen=True)

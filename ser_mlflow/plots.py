@@ -240,7 +240,7 @@ def recording_strip(
         ax.axhline(0, color="grey", lw=0.6)
         ax.grid(axis="y", alpha=0.3)
         if j == 0:
-            ax.legend(fontsize=7, loc="lower left")
+            ax.legend(fontsize=7, loc="best", framealpha=0.85)
     fig.tight_layout()
     plt.close(fig)
     return fig

@@ -101,6 +101,8 @@ def group_runs(runs: Sequence[RunPredictions], group_by: Sequence[str] = ()) -> 
         keys.setdefault(tuple(sorted(ident.items())), []).append(r)
     idents = [dict(k) for k in keys]
     varying = [k for k in idents[0] if len({i.get(k, "") for i in idents}) > 1] if idents else []
+    if not group_by:
+        varying = _label_keys(idents, varying)
     groups = []
     for ident, members in zip(idents, keys.values(), strict=True):
         if varying:
@@ -122,6 +124,19 @@ def group_runs(runs: Sequence[RunPredictions], group_by: Sequence[str] = ()) -> 
         else:
             seen[g.label] = 1
     return groups
+
+
+def _label_keys(idents: Sequence[Mapping[str, str]], varying: Sequence[str]) -> list[str]:
+    """The varying tags, plus only those varying params that tell apart groups the tags
+    leave together (a loss tag already implies its alpha, beta, gamma)."""
+    tags = [k for k in varying if k in IDENTITY_TAGS]
+    params = [k for k in varying if k not in IDENTITY_TAGS]
+    by_tags: dict[tuple[str, ...], list[Mapping[str, str]]] = {}
+    for ident in idents:
+        by_tags.setdefault(tuple(ident.get(k, "") for k in tags), []).append(ident)
+    needed = [k for k in params
+              if any(len({i.get(k, "") for i in same}) > 1 for same in by_tags.values())]
+    return [*tags, *needed]
 
 
 def parse_pairs(text: str, labels: Sequence[str]) -> list[tuple[str, str]]:
@@ -367,7 +382,7 @@ def comparison_table(data: ReportData) -> pd.DataFrame:
             "95% CI": f"[{d['low']:+.3f}, {d['high']:+.3f}]",
             "p (paired bootstrap)": _p(d["p_bootstrap"]),
             "p (permutation)": _p(d["p_permutation"]),
-            "runs a/b": f"{d['n_runs_a']}/{d['n_runs_b']}",
+            "runs a/b": f"{int(d['n_runs_a'])}/{int(d['n_runs_b'])}",
         })
     return pd.DataFrame(rows)
 
@@ -413,8 +428,10 @@ def render(data: ReportData, figs: Mapping[str, Any], *, title: str,
         blocks += [
             ("p", "diff = group mean pooled CCC of a minus b. The paired bootstrap draws one "
                   "recording resample for both groups (and their seeds); p is two-sided. The "
-                  "permutation test swaps a and b per recording (runs paired by seed order). "
-                  "p-values are not corrected for the number of comparisons."),
+                  "permutation test swaps a and b per recording (runs paired by seed order): "
+                  "it holds the runs fixed, so recordings are its only source of chance; when "
+                  "seeds disagree, the bootstrap (which also resamples seeds) is the one to "
+                  "trust. p-values are not corrected for the number of comparisons."),
             ("table", comparison_table(data)),
         ]
     else:
