@@ -183,12 +183,23 @@ class DelaySummary:
     curve: pd.DataFrame
     estimates: pd.DataFrame
     frame_s: float
+    attributes: tuple[str, ...]
+
+
+def label_attributes(data_root: str | Path) -> tuple[str, ...]:
+    """Attribute names of a data root, from its first Devel label file's header."""
+    from ser_mlflow.data import LABELS_FOLDER, DataError, read_avec_csv
+
+    files = sorted((Path(data_root) / LABELS_FOLDER).glob("Devel_*.csv"))
+    if not files:
+        raise DataError(f"{Path(data_root) / LABELS_FOLDER}: no Devel label files")
+    return read_avec_csv(files[0])[2]
 
 
 def summarise(children: Sequence[Any], *, data_root: str | Path, feature_sets: Sequence[str],
-              lags: Sequence[int], attributes: Sequence[str] = ("arousal", "valence", "liking"),
-              ) -> DelaySummary:
+              lags: Sequence[int]) -> DelaySummary:
     """The swept curve and, beside its optimum, the linear and run-lag estimates."""
+    attributes = label_attributes(data_root)
     curve = sweep_curve(children, attributes)
     swept = _best(curve, "trained sweep", "shift_frames")
     parts = [swept]
@@ -202,7 +213,7 @@ def summarise(children: Sequence[Any], *, data_root: str | Path, feature_sets: S
     est = pd.concat(parts, ignore_index=True)
     frame_s = frame_seconds(data_root)
     est["best_delay_s"] = est["best_shift_frames"] * frame_s
-    return DelaySummary(curve, est, frame_s)
+    return DelaySummary(curve, est, frame_s, tuple(attributes))
 
 
 def log_summary(summary: DelaySummary, *, title: str, echo: Echo = print) -> None:
@@ -211,8 +222,7 @@ def log_summary(summary: DelaySummary, *, title: str, echo: Echo = print) -> Non
     from ser_mlflow.pipeline import log_table
 
     curve, est = summary.curve, summary.estimates
-    attrs = [a for a in curve["attribute"].unique() if a != "mean"]
-    cols = [*attrs, "mean"]
+    cols = [*summary.attributes, "mean"]
     allc = curve[curve["scope"] == "all"] if (curve["scope"] == "all").any() else curve
     pivot = allc.pivot_table(index="shift_frames", columns="attribute", values="ccc")[cols]
     for shift, row in pivot.iterrows():
