@@ -489,6 +489,51 @@ def compare(feature_set: str, seeds: str, force: bool, **kw: Any) -> None:
     click.echo(tracking.ui_hint())
 
 
+@main.command(name="delay-sweep")
+@click.option("--feature-sets", default=DEFAULT_FEATURE_SET, show_default=True,
+              help="One feature set, or two joined by '+'.")
+@click.option("--shifts", default="0:40:2", show_default=True,
+              help="Label shifts in frames: 0,2,4,... or start:stop:step (stop included).")
+@click.option("--estimate-only", is_flag=True, help="Train nothing: print the linear "
+              "baseline's best shift (and --run-id's lag) for --shifts.")
+@click.option("--run-id", default="", help="With --estimate-only: also the best lag of this "
+              "finished run's predictions.")
+@click.option("--force", is_flag=True, help="Retrain even when an identical run finished.")
+@training_options
+@user_errors
+def delay_sweep(feature_sets: str, shifts: str, estimate_only: bool, run_id: str, force: bool,
+                **kw: Any) -> None:
+    """Train one child per label shift and plot devel CCC against the annotation delay."""
+    from ser_mlflow import delay, pipeline, tracking
+
+    shift_list = delay.parse_shifts(shifts)
+    base = build_train_config(feature_sets=feature_sets, **kw)
+    from ser_mlflow.train import ensure_default_corpus
+
+    ensure_default_corpus(base.data_root, echo=click.echo)
+    check_feature_sets(base.data_root, base.feature_sets)
+    if estimate_only:
+        frame_s = delay.frame_seconds(base.data_root)
+        _, best = delay.linear_estimate(base.data_root, base.feature_sets, shift_list)
+        if run_id.strip():
+            run = tracking.get_run_or_error(run_id.strip())
+            shift = int(run.data.params.get("shift_frames", "0") or 0)
+            lags = [s - shift for s in shift_list]
+            best = pd_concat(best, delay.run_lag_estimate(run, lags)[1])
+        best["best_delay_s"] = best["best_shift_frames"] * frame_s
+        click.echo(best.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+        return
+    import_tensorflow_quietly()
+    pipeline.delay_sweep(base, shifts=shift_list, force=force, echo=click.echo)
+    click.echo(tracking.ui_hint())
+
+
+def pd_concat(*frames: Any) -> Any:
+    import pandas as pd
+
+    return pd.concat(frames, ignore_index=True)
+
+
 @main.command(name="main")
 @click.option("--config", "config_path", type=click.Path(path_type=Path),
               default=Path("experiments/demo.yaml"), show_default=True)
@@ -689,6 +734,42 @@ def fusion(**kw: Any) -> None:
     kw["filter_string"] = kw["filter_string"] or None
     kw["n_stages"] = _optional_int(kw["n_stages"], "--n-stages")
     latefusion.run_fusion(echo=click.echo, **kw)
+    click.echo(tracking.ui_hint())
+
+
+@main.command()
+@click.option("--parent-run-id", default="", help="Report the children of this run (a "
+              "compare, unimodal, delay sweep...), reused runs included.")
+@click.option("--filter", "filter_string", default="", help="Report the runs this MLflow "
+              "search filter selects.")
+@click.option("--run-ids", default="", help="Report these runs (ids joined by ',').")
+@click.option("--pairs", default="", help="Paired comparisons 'A-B,...' of group labels "
+              "(e.g. MTL2-STL2) [default: the best group against every other; each fusion "
+              "against the best single system].")
+@click.option("--group-by", default="", help="Tags/params whose values form the groups, "
+              "joined by ',' (e.g. ser.loss) [default: runs equal in all but the seed].")
+@click.option("--labels", default="", help="Gold labels folder [default: <data_root>/labels "
+              "of the runs].")
+@click.option("--n-boot", type=click.IntRange(min=100), default=2000, show_default=True,
+              help="Bootstrap replicates (and permutations).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--experiment", default="", help="Experiment of the report run [default: that "
+              "of the first input run].")
+@user_errors
+def report(parent_run_id: str, filter_string: str, run_ids: str, pairs: str, group_by: str,
+           labels: str, n_boot: int, seed: int, experiment: str) -> None:
+    """CCC report of finished runs: intervals, paired tests, figures (report.html)."""
+    from ser_mlflow import report as report_mod
+    from ser_mlflow import tracking
+
+    result = report_mod.run_report(
+        parent_run_id=parent_run_id.strip(), filter_string=filter_string.strip(),
+        run_ids=[r.strip() for r in run_ids.split(",") if r.strip()],
+        labels=labels.strip() or None,
+        group_by=[g.strip() for g in group_by.split(",") if g.strip()], pairs=pairs,
+        n_boot=n_boot, seed=seed, experiment=experiment, echo=click.echo)
+    click.echo(f"report run {result.run_id}: artifacts report.html, report.md, "
+               "report_numbers.csv")
     click.echo(tracking.ui_hint())
 
 

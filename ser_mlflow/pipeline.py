@@ -529,9 +529,10 @@ def compare(
                     if d[f"{a}_mean"] == d[f"{a}_mean"]
                 }
             )
+        log_compare_intervals(result, echo=echo)
         echo("\n" + format_compare(table))
 
-    return _sweep(
+    result = _sweep(
         "compare",
         configs,
         base=base,
@@ -541,6 +542,100 @@ def compare(
         echo=echo,
         after=log_comparison,
     )
+    if result.reused:
+        log_compare_intervals(result, echo=echo)
+    return result
+
+
+def delay_sweep(
+    base: TrainConfig,
+    *,
+    shifts: Sequence[int],
+    force: bool = False,
+    echo: Echo = print,
+) -> StepResult:
+    """One child per label shift (``shift_frames``) on the base config; the delay curve.
+
+    Children are ordinary training runs (``ser.stage=delay``), reused like every sweep's.
+    The parent logs the curve of devel CCC against the delay in seconds, the optimum per
+    attribute, and beside it the linear and run-lag estimates (``delay``).
+    """
+    configs = [
+        (f"shift{s}", replace(base, shift_frames=int(s)), "delay") for s in sorted(set(shifts))
+    ]
+    params = {**base.to_params(), "shifts": ",".join(str(s) for s in sorted(set(shifts)))}
+    params.pop("shift_frames")
+
+    def log_curve(result: StepResult) -> None:
+        from ser_mlflow import delay
+
+        ok = [tracking.get_run(o.run_id) for o in result.outcomes
+              if o.status != "FAILED" and o.run_id]
+        if not ok:
+            return
+        summary = delay.summarise(ok, data_root=base.data_root,
+                                  feature_sets=base.feature_sets, lags=list(range(0, max(
+                                      max(shifts), 1) + 1)))
+        delay.log_summary(summary, title=f"Label delay sweep: {'+'.join(base.feature_sets)}, "
+                          f"{base.loss.name}, {base.epochs} epochs", echo=echo)
+
+    return _sweep(
+        "delay",
+        configs,
+        base=base,
+        step_params=params,
+        rank_metric="devel_ccc_mean",
+        force=force,
+        echo=echo,
+        after=log_curve,
+    )
+
+
+def compare_interval_metrics(run_ids: Sequence[str], *, n_boot: int = 1000) -> dict[str, float]:
+    """``<loss>_devel_ccc_<attr>_ci_low/_ci_high`` of a compare's children.
+
+    The interval of each loss's mean over seeds resamples recordings (within culture) and
+    seeds together, from the children's prediction files (``report`` computes the same,
+    with the per-culture scopes and the paired tests).
+    """
+    from ser_mlflow import report, runpreds
+
+    runs = runpreds.find_runs(run_ids=list(run_ids))
+    data = report.build(runs, group_by=[f"tags.{tracking.TAG_LOSS}"], n_boot=n_boot,
+                        with_pairs=False)
+    return {k: v for k, v in report.interval_metrics(data).items() if "_ci_" in k}
+
+
+def log_compare_intervals(result: StepResult, *, echo: Echo = print) -> None:
+    """Log the loss groups' intervals on the compare parent.
+
+    A reused parent from before intervals existed gets them added. An interval that cannot
+    be computed is reported and tagged; the comparison itself stands.
+    """
+    if result.reused:
+        parent = tracking.get_run(result.parent_run_id)
+        if any(k.endswith("_ci_low") for k in parent.data.metrics):
+            return
+        ids = [r for r in parent.data.tags.get("ser.children", "").split(",") if r]
+    else:
+        ids = [o.run_id for o in result.outcomes if o.status != "FAILED" and o.run_id]
+    if not ids:
+        return
+    try:
+        found = compare_interval_metrics(ids)
+    except (ValueError, OSError) as exc:
+        echo(f"  (no intervals on the compare parent: {exc})")
+        tags = {"ser.intervals_error": str(exc)[:500]}
+        if result.reused:
+            tracking.set_run_tags(result.parent_run_id, tags)
+        else:
+            tracking.set_tags(tags)
+        return
+    if result.reused:
+        tracking.log_metrics_to(result.parent_run_id, found)
+        echo(f"[compare] added the loss groups' 95% intervals to run {result.parent_run_id}")
+    else:
+        tracking.log_metrics(found)
 
 
 @dataclass(frozen=True)

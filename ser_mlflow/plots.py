@@ -206,3 +206,137 @@ def fusion_intervals(intervals: Any, *, title: str) -> Any:
     fig.tight_layout()
     plt.close(fig)
     return fig
+
+
+def pred_vs_gold(
+    groups: Sequence[tuple[str, np.ndarray, np.ndarray]], attributes: Sequence[str]
+) -> Any:
+    """Predicted against gold per attribute (rows: groups), hexbin density of all frames.
+
+    A scatter of ~40k frames per panel is one black blot; a log-count hexbin shows where
+    the mass is, and the diagonal shows what agreement would look like.
+    """
+    fig, axes = plt.subplots(
+        len(groups), len(attributes), figsize=(3.6 * len(attributes), 3.2 * len(groups)),
+        squeeze=False,
+    )
+    for row, (label, pred, gold) in enumerate(groups):
+        for j, attr in enumerate(attributes):
+            ax = axes[row, j]
+            lo = float(min(gold[:, j].min(), pred[:, j].min()))
+            hi = float(max(gold[:, j].max(), pred[:, j].max()))
+            ax.hexbin(gold[:, j], pred[:, j], gridsize=40, bins="log", cmap="viridis",
+                      mincnt=1, extent=(lo, hi, lo, hi))
+            ax.plot([lo, hi], [lo, hi], color="#d62728", lw=1, ls="--")
+            ax.set_title(f"{label} — {attr}", fontsize=9)
+            ax.set_xlabel("gold", fontsize=8)
+            ax.set_ylabel("predicted", fontsize=8)
+            ax.tick_params(labelsize=7)
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
+
+
+def ranked_traces(
+    entries: Sequence[tuple[str, np.ndarray, np.ndarray, np.ndarray]],
+    attributes: Sequence[str],
+) -> Any:
+    """One row per (title, times, gold, pred): e.g. the best, median and worst recording."""
+    fig, axes = plt.subplots(
+        len(entries), len(attributes), figsize=(4.2 * len(attributes), 2.1 * len(entries)),
+        squeeze=False,
+    )
+    for row, (title, t, gold, pred) in enumerate(entries):
+        for j, attr in enumerate(attributes):
+            ax = axes[row, j]
+            ax.plot(t, gold[:, j], color="black", lw=1.1, label="gold")
+            ax.plot(t, pred[:, j], color=_color(attr, j), lw=1.1, label="predicted")
+            ax.set_title(f"{title} — {attr}", fontsize=8)
+            ax.tick_params(labelsize=7)
+            ax.grid(alpha=0.3)
+            if row == len(entries) - 1:
+                ax.set_xlabel("time (s)", fontsize=8)
+            if row == 0 and j == 0:
+                ax.legend(fontsize=7, loc="upper right")
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
+
+
+def recording_strip(
+    per_recording: Mapping[str, np.ndarray],
+    cultures: Sequence[str],
+    attributes: Sequence[str],
+    pooled: Mapping[str, np.ndarray],
+) -> Any:
+    """Per-recording CCC per group (one dot per recording, coloured by culture).
+
+    The group's pooled CCC (diamond) and its mean per-recording CCC (bar) sit beside the
+    dots: the two can differ, and the dots show how far single recordings spread.
+    """
+    labels = list(per_recording)
+    culture_set = sorted(set(cultures))
+    palette = {c: f"C{i}" for i, c in enumerate(culture_set)}
+    rng = np.random.default_rng(0)
+    fig, axes = plt.subplots(
+        1, len(attributes), figsize=(max(4.0, 0.9 * len(labels) + 1.5) * len(attributes) / 1.6,
+                                    4.2), squeeze=False,
+    )
+    cult = np.asarray(cultures)
+    for j, attr in enumerate(attributes):
+        ax = axes[0, j]
+        for x, label in enumerate(labels):
+            vals = per_recording[label][:, j]
+            for c in culture_set:
+                sel = cult == c
+                jitter = rng.uniform(-0.18, 0.18, sel.sum())
+                ax.scatter(x + jitter, vals[sel], s=12, alpha=0.7, color=palette[c],
+                           label=c if x == 0 else None)
+            ax.hlines(vals.mean(), x - 0.3, x + 0.3, color="black", lw=1.5,
+                      label="mean per recording" if x == 0 else None)
+            ax.scatter([x + 0.34], [pooled[label][j]], marker="D", s=30, color="#d62728",
+                       zorder=3, label="pooled" if x == 0 else None)
+        ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right", fontsize=8)
+        ax.set(title=f"{attr}: CCC per recording", ylabel="devel CCC")
+        ax.axhline(0, color="grey", lw=0.6)
+        ax.grid(axis="y", alpha=0.3)
+        if j == 0:
+            ax.legend(fontsize=7, loc="best", framealpha=0.85)
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
+
+
+def delay_curve(
+    delays_s: Sequence[float],
+    scores: np.ndarray,
+    columns: Sequence[str],
+    *,
+    title: str,
+    estimates: Mapping[str, float] | None = None,
+) -> Any:
+    """Devel CCC per attribute (and mean) against the label delay in seconds.
+
+    The optimum of each curve is marked; ``estimates`` (name -> seconds) are drawn as
+    vertical lines, e.g. a linear baseline's best lag beside the swept optimum.
+    """
+    x = np.asarray(delays_s, dtype=float)
+    fig, ax = plt.subplots(figsize=(7.5, 4.2))
+    for j, name in enumerate(columns):
+        y = scores[:, j]
+        ax.plot(x, y, marker="o", ms=3.5, label=name, color=_color(name, j),
+                lw=2.2 if name == "mean" else 1.4)
+        if np.isfinite(y).any():
+            k = int(np.nanargmax(y))
+            ax.scatter([x[k]], [y[k]], s=80, facecolors="none", edgecolors=_color(name, j),
+                       lw=1.6, zorder=3)
+            ax.annotate(f"{x[k]:.1f} s", (x[k], y[k]), textcoords="offset points",
+                        xytext=(4, 6), fontsize=7, color=_color(name, j))
+    for i, (name, sec) in enumerate((estimates or {}).items()):
+        ax.axvline(sec, color="grey", lw=1, ls=[":", "--", "-."][i % 3], label=name)
+    ax.set(xlabel="label shift / annotation delay (s)", ylabel="devel CCC", title=title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    plt.close(fig)
+    return fig

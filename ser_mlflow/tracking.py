@@ -845,6 +845,18 @@ def log_metrics(
     mlflow.log_metrics({k: float(v) for k, v in metrics.items()}, step=step, model_id=model_id)
 
 
+def log_metrics_to(run_id: str, metrics: Mapping[str, float]) -> None:
+    """Log metrics on any run by id (e.g. figures derived later for a finished parent)."""
+    import time
+
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    MlflowClient().log_batch(
+        run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()]
+    )
+
+
 def log_params(params: Mapping[str, Any]) -> None:
     """Log params; keep values ``mlflow run`` already logged from the entry point.
 

@@ -519,6 +519,41 @@ def publish_fusion_view(run_id: str) -> Published:
     return Published("fusion", run_id, None, reason, search_filter=fusion_filter(digest))
 
 
+def scatter_card(
+    x_param: str, y_metric: str, *, section: str, title: str, count: int = 100
+) -> dict[str, Any]:
+    """A param against a metric, one dot per run (3.17 bundle: ``xaxis``/``yaxis`` as
+    ``{"key", "type": "PARAM"|"METRIC"}``)."""
+    return {
+        **_card(f"ser-scatter-{x_param}-{y_metric}", "SCATTER", section, title, count),
+        "xaxis": {"key": x_param, "type": "PARAM"},
+        "yaxis": {"key": y_metric, "type": "METRIC"},
+    }
+
+
+def delay_state(parent_run_id: str, *, search_filter: str | None = None) -> dict[str, Any]:
+    """A delay sweep: one row per label shift; devel CCC against ``shift_frames``."""
+    charts = "ser-sec-delay"
+    order = (CCC[-1], *CCC[:-1])
+    return {
+        **_base_state(
+            parent_run_id,
+            order_by="devel_ccc_mean",
+            columns=[col("params", "shift_frames"), *(col("metrics", m) for m in order)],
+            search_filter=search_filter,
+        ),
+        "compareRunCharts": [
+            scatter_card("shift_frames", m, section=charts, title=f"{_pretty(m)} vs shift")
+            for m in order
+        ],
+        "compareRunSections": [
+            _section(charts, "Devel CCC against the label shift (frames)", display=True,
+                     columns=4),
+            *_rest_sections(),
+        ],
+    }
+
+
 def encode_view(name: str, state: dict[str, Any], *, created_at: int, updated_at: int) -> str:
     """The experiment tag value: the UI's saved-view envelope, compressed only if needed.
 
@@ -672,6 +707,8 @@ def _view_name(kind: str, parent_run_id: str, params: dict[str, str]) -> str:
     fs = params.get("feature_sets", "")
     if kind == "compare":
         detail = f"{fs}, seeds {params.get('seeds', '?')}"
+    elif kind == "delay":
+        detail = f"{fs}, shifts {params.get('shifts', '?')}"
     elif kind == "search":
         detail = fs
     else:
@@ -685,11 +722,12 @@ def write_step_view(step: str, parent_run_id: str, *, rank_metric: str = "devel_
     run = tracking.get_run(parent_run_id)
     params = dict(run.data.params)
     flt = step_filter(parent_run_id, run.data.tags)
-    state = (
-        compare_state(parent_run_id, search_filter=flt)
-        if step == "compare"
-        else ranking_state(parent_run_id, rank_metric=rank_metric, search_filter=flt)
-    )
+    if step == "compare":
+        state = compare_state(parent_run_id, search_filter=flt)
+    elif step == "delay":
+        state = delay_state(parent_run_id, search_filter=flt)
+    else:
+        state = ranking_state(parent_run_id, rank_metric=rank_metric, search_filter=flt)
     name = _view_name(step, parent_run_id, params)
     return write_view(kind=step, parent_run_id=parent_run_id, name=name, state=state)
 
@@ -739,7 +777,7 @@ class Published:
                 self.view,
                 parent_run_id=self.parent_run_id,
                 reason=self.reason,
-                charts=self.step in ("compare", "search", "fusion"),
+                charts=self.step in ("compare", "search", "fusion", "delay"),
                 order_by=self.rank_metric,
                 base=base,
                 search_filter=self.search_filter,

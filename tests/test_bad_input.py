@@ -249,6 +249,12 @@ ROWS: dict[str, Row] = {
     "import-predictions: missing folder": Row(
         ["import-predictions", "--predictions", "{tmp}/none", "--labels", "{tiny}/labels",
          "--name", "x"], r"predictions folder does not exist"),
+    # report and delay sweep
+    "report: no runs named": Row(
+        ["report"], r"runs: give exactly one of --parent-run-id, --filter, --run-ids"),
+    "delay-sweep: bad shifts": Row(
+        ["delay-sweep", "--data-root", "{tiny}", "--shifts", "0,a", *TRAIN],
+        r"shifts: expected frames like 0,2,4 or 0:40:2, got '0,a'"),
     # registry
     "register: filter that matches nothing": Row(
         ["register", "--filter", "tags.`ser.stage` = 'nothing'"],

@@ -91,6 +91,12 @@ def test_main_chain_twice_reuses_every_step(
     compare_parent = [r for r in _runs() if r.data.tags.get("ser.step") == "compare"][0]
     arts = {a.path for a in mlflow.MlflowClient().list_artifacts(compare_parent.info.run_id)}
     assert {"comparison.csv", "comparison.md"} <= arts
+    # each loss's interval over recordings and seeds sits on the parent beside its mean
+    cm = compare_parent.data.metrics
+    for loss in pipeline.COMPARE_LOSSES:
+        for attr in ("arousal", "valence", "liking", "mean"):
+            key = f"{loss}_devel_ccc_{attr}"
+            assert key in cm and cm[f"{key}_ci_low"] <= cm[f"{key}_ci_high"]
     assert "MTL2" in first.output and "±" in first.output
     fusion_runs = [r for r in _runs() if r.data.tags.get("ser.stage") == "fusion"]
     assert len(fusion_runs) == 1

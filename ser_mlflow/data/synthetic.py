@@ -15,8 +15,9 @@ give byte-identical files):
    (arousal-valence 0.4, valence-liking 0.25, arousal-liking 0.1); DE and HU differ in
    their means.
    Values stay in about [-1, 1] like SEWA (clipped there).
-2. Annotation delay: ``label[t] = latent[t - 1]``: annotators lag one frame (0.1 s), so
-   shifting labels one frame to the front aligns them with the features.
+2. Annotation delay: ``label[t] = latent[t - d]``: annotators lag ``d`` frames, one
+   (0.1 s) by default, so shifting labels ``d`` frames to the front aligns them with the
+   features. ``delay_frames`` sets ``d`` (the delay sweep's tests plant a known one).
 3. Information bottleneck per feature set: the features of a set see
    ``o = w * latent + sqrt(1 - w**2) * nuisance`` per attribute, where the nuisance is
    a smooth process partly shared by all sets of the same modality (so fusing sets of
@@ -491,6 +492,7 @@ def write_synthetic_corpus(
     seed: int = 0,
     feature_sets: Sequence[str] = PAPER_FEATURE_SETS,
     progress: bool = False,
+    delay_frames: int = 1,
 ) -> SyntheticSummary:
     """Write a synthetic AVEC 2019 CES style corpus (NOT real data; see the module doc).
 
@@ -504,12 +506,14 @@ def write_synthetic_corpus(
         seed: seed of every random stream.
         feature_sets: which of the 12 paper feature sets to write.
         progress: show a tqdm progress bar over recordings.
+        delay_frames: annotation delay d, ``label[t] = latent[t - d]`` (1 = 0.1 s, the
+            delay the paper compensates; the default corpus is unchanged by this option).
 
     Returns:
         What was written.
 
     Raises:
-        ValueError: unknown scale or feature set, or a negative seed.
+        ValueError: unknown scale or feature set, a negative seed or delay.
         FileExistsError: ``out`` is a non-empty folder that holds no synthetic corpus.
     """
     if scale not in _SCALES:
@@ -524,6 +528,10 @@ def write_synthetic_corpus(
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed: expected an integer >= 0, got {seed!r}")
     seed = int(seed)
+    if (isinstance(delay_frames, bool) or not isinstance(delay_frames, (int, np.integer))
+            or delay_frames < 0):
+        raise ValueError(f"delay_frames: expected an integer >= 0, got {delay_frames!r}")
+    delay = int(delay_frames)
     spec_scale = _SCALES[scale]
     root = Path(out).expanduser().absolute()
     _prepare_folder(root)
@@ -546,10 +554,10 @@ def write_synthetic_corpus(
         rng = np.random.default_rng(np.random.SeedSequence([seed, key]))
         lo, hi = spec_scale.frames
         t = int(rng.integers(lo, hi + 1))
-        # one extra latent frame at the front: label[t] = latent[t - 1]
-        latent = _CULTURE_MEAN[culture] / _LATENT_SD + _emotion_process(rng, t + 1, chol)
-        labels = np.clip(latent[:-1] * _LATENT_SD, -1.0, 1.0)
-        z = latent[1:] - (_CULTURE_MEAN["DE"] + _CULTURE_MEAN["HU"]) / 2 / _LATENT_SD
+        # `delay` extra latent frames at the front: label[t] = latent[t - delay]
+        latent = _CULTURE_MEAN[culture] / _LATENT_SD + _emotion_process(rng, t + delay, chol)
+        labels = np.clip(latent[:t] * _LATENT_SD, -1.0, 1.0)
+        z = latent[delay:] - (_CULTURE_MEAN["DE"] + _CULTURE_MEAN["HU"]) / 2 / _LATENT_SD
         nuisance = {m: _emotion_process(rng, t, chol) for m in ("audio", "video")}
         factors = _smooth(rng, t, _N_FACTORS)
         times = np.arange(t) * _FRAME_S
@@ -580,6 +588,7 @@ def write_synthetic_corpus(
         "n_recordings": n_recordings,
         "feature_dims": feature_dims,
         "n_frames": n_frames,
+        "annotation_delay_frames": delay,
         "test_labels": "written (the real AVEC 2019 Test partition has no public labels)",
     }
     marker_bytes = (json.dumps(marker, indent=2) + "\n").encode()
