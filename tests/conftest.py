@@ -21,7 +21,9 @@ def _restore_mlflow_globals() -> Iterator[None]:
 
     ``mlflow.set_tracking_uri`` keeps the URI in a module global *and* exports it to
     ``MLFLOW_TRACKING_URI``; ``set_experiment`` keeps an active experiment id. Left behind,
-    they point the next test at a deleted temporary store (an order dependence). MLflow has
+    they point the next test at a deleted temporary store (an order dependence); and
+    ``set_experiment`` exports ``MLFLOW_EXPERIMENT_ID``, which a later ``mlflow run
+    --experiment-name`` subprocess inherits and refuses. MLflow has
     no public getter for what was *set* (``get_tracking_uri`` resolves), so the private
     globals are read here, in test code only.
     """
@@ -29,14 +31,16 @@ def _restore_mlflow_globals() -> Iterator[None]:
     from mlflow.tracking._model_registry import utils as registry_utils
     from mlflow.tracking._tracking_service import utils as tracking_utils
 
-    env = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
+    keys = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_EXPERIMENT_ID",
+            "MLFLOW_EXPERIMENT_NAME", "MLFLOW_RUN_ID")
+    env = {k: os.environ.get(k) for k in keys}
     uri, registry = tracking_utils._tracking_uri, registry_utils._registry_uri
     experiment = fluent._active_experiment_id
     yield
     tracking_utils.set_tracking_uri(uri)  # type: ignore[arg-type]  # None = unset
     registry_utils._registry_uri = registry
     fluent._active_experiment_id = experiment
-    for key, value in env.items():  # set_tracking_uri exported or unset it: undo that too
+    for key, value in env.items():  # set_tracking_uri/set_experiment exported: undo that too
         if value is None:
             os.environ.pop(key, None)
         else:

@@ -507,13 +507,16 @@ def test_lost_server_ends_in_one_line_and_resumes_after_restart(
 
 
 _RACER = """
-import sys, time
+import os, sys, time
 from pathlib import Path
 go = Path(sys.argv[1])
 from ser_mlflow.cli import main
 from ser_mlflow.search import open_storage, open_study
 Path(sys.argv[2]).touch()
+parent = os.getppid()
 while not go.exists():
+    if os.getppid() != parent:  # the test died before the start: do not wait forever
+        sys.exit(3)
     time.sleep(0.01)
 if sys.argv[3] == "init":
     main(["init", "--experiment", "race"])

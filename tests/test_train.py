@@ -134,6 +134,7 @@ def test_mlflow_run_entry_point(tiny_corpus: Path, tmp_path: Path) -> None:
     uri = f"sqlite:///{work / 'mlflow.db'}"
     env = {**os.environ, "MLFLOW_TRACKING_URI": uri}
     env.pop("MLFLOW_RUN_ID", None)
+    env.pop("MLFLOW_EXPERIMENT_ID", None)  # `mlflow run --experiment-name` refuses both
     bindir = str(Path(sys.executable).parent)
     env["PATH"] = bindir + os.pathsep + env.get("PATH", "")
     subprocess.run([shutil.which("ser-mlflow", path=env["PATH"]), "init", "--experiment", "e2e"],

@@ -163,7 +163,9 @@ def test_chart_view_shows_the_ccc_curves_and_bars(served: Served) -> None:
     charts = [f"epoch/{c}" for c in CCC_COLUMNS] + CCC_COLUMNS
     needles = ["Devel CCC per epoch", "Devel CCC at the best epoch", *LOSSES, *charts]
     window = (1600, 1300)
-    with browser.Page(window=window) as page:
+    # MLflow mounts only the charts near the viewport: a page tall enough for every card
+    # lets the titles be read without scrolling (the width is still what a user has)
+    with browser.Page(window=(window[0], 3000)) as page:
         page.goto(served.chart_url)
         page.wait_for(browser.shows_text(needles), timeout=60)
         page.wait_for(browser.CHARTS_DRAWN, timeout=60)
