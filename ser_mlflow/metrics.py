@@ -196,6 +196,11 @@ def _moments_stack(preds: Sequence[np.ndarray], golds: Sequence[np.ndarray]) -> 
     return np.stack([recording_moments(p, g) for p, g in zip(preds, golds, strict=True)])
 
 
+def _resampled_ccc(counts: np.ndarray, moments: np.ndarray) -> np.ndarray:
+    """Pooled CCC (B, A) of each resample: counts (B, R) weight per-recording moments."""
+    return ccc_from_moments(np.einsum("br,rka->bka", counts, moments))
+
+
 def _interval(samples: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
     if not 0.0 < level < 1.0:
         raise ValueError(f"level must be in (0, 1), got {level}")
@@ -224,7 +229,7 @@ def bootstrap_ccc(
     """
     moments = _moments_stack(preds, golds)
     counts = recording_resamples(strata, n_boot=n_boot, seed=seed)
-    boot = ccc_from_moments(np.einsum("br,rka->bka", counts, moments))
+    boot = _resampled_ccc(counts, moments)
     low, high = _interval(boot, level)
     return ccc_from_moments(moments.sum(0)), low, high
 
@@ -252,8 +257,7 @@ def bootstrap_ccc_difference(
     ma = _moments_stack(preds_a, golds)
     mb = _moments_stack(preds_b, golds)
     counts = recording_resamples(strata, n_boot=n_boot, seed=seed)
-    diff = (ccc_from_moments(np.einsum("br,rka->bka", counts, ma))
-            - ccc_from_moments(np.einsum("br,rka->bka", counts, mb)))
+    diff = _resampled_ccc(counts, ma) - _resampled_ccc(counts, mb)
     low, high = _interval(diff, level)
     below = (np.sum(diff <= 0.0, axis=0) + 1.0) / (n_boot + 1.0)
     above = (np.sum(diff >= 0.0, axis=0) + 1.0) / (n_boot + 1.0)

@@ -50,6 +50,9 @@ def labels_fingerprint(labels: str | Path, partition: str = "Devel") -> str:
         raise DataError(f"{labels}: labels folder does not exist")
     h = hashlib.sha256()
     for f in sorted(labels.glob(f"{partition}_*.csv")):
-        h.update(f"{f.name}\n".encode())
-        h.update(f.read_bytes())
+        try:
+            h.update(f"{f.name}\n".encode())
+            h.update(f.read_bytes())
+        except OSError as exc:  # as corpus_fingerprint: a link loop, no permission
+            raise DataError(f"{f}: cannot read ({exc.strerror or exc})") from None
     return h.hexdigest()[:24]
