@@ -630,8 +630,16 @@ def test_killing_the_printed_pid_stops_server_and_workers(tmp_path: Path) -> Non
         port = int(srv.uri.rsplit(":", 1)[1])
 
         def serving() -> bool:
-            out = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
-            return any(f"--port {port}" in line for line in out.splitlines())
+            # /proc, not `ps`: ps cuts long command lines to the terminal width (CI's checkout
+            # path is long enough to push `--port N` past 80 columns).
+            for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+                try:
+                    args = cmdline.read_bytes().split(b"\0")
+                except OSError:
+                    continue
+                if any(a == b"--port" and b == str(port).encode() for a, b in zip(args, args[1:])):
+                    return True
+            return False
 
         assert serving()
         os.kill(int(pid), signal.SIGKILL)  # the pid alone, not its group
