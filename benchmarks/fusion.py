@@ -35,8 +35,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ser_mlflow.fusion import MultistageSVRFusion, stack_recordings
-from ser_mlflow.metrics import ccc
+from ser_mlflow.fusion.estimator import MultistageSVRFusion, stack_recordings
+from ser_mlflow.scoring.metrics import ccc
 
 ATTRIBUTES = ("arousal", "valence", "liking")
 DEFAULT_DATA = (
@@ -118,7 +118,7 @@ def print_intervals(
     seed: int,
 ) -> None:
     """The 95 % bootstrap intervals a fusion run logs (recordings resampled by culture)."""
-    from ser_mlflow.latefusion import fusion_intervals
+    from ser_mlflow.jobs.latefusion import fusion_intervals
 
     cultures = {g: str(g).split("_")[1] for g in set(groups.tolist())}
     iv = fusion_intervals(X, y, groups, fused, cultures, systems, ATTRIBUTES, seed=seed)

@@ -26,15 +26,15 @@ import numpy as np  # noqa: E402
 
 from ser_mlflow.config import LossConfig, ModelConfig, TrainConfig  # noqa: E402
 from ser_mlflow.data import pad_sequences, shift_labels, write_synthetic_corpus  # noqa: E402
-from ser_mlflow.train import fit_network, predict_partition, prepare, score_partition  # noqa: E402
+from ser_mlflow.jobs.train import fit_network, predict_partition, prepare, score_partition  # noqa: E402
 
 
 def reference_epochs(cfg: TrainConfig, data, epochs: int) -> tuple[list[float], float]:  # noqa: ANN001
     """Plain Keras: pad everything to the longest recording, model.fit on arrays."""
     import keras
 
-    from ser_mlflow.losses import pack_targets
-    from ser_mlflow.model import build_model, compile_model
+    from ser_mlflow.nn.losses import pack_targets
+    from ser_mlflow.nn.model import build_model, compile_model
 
     keras.utils.set_random_seed(cfg.seed)
     feats = data.features["Train"]

@@ -85,7 +85,7 @@ class Server:
 
     def start_again(self, *, timeout: float = 180.0) -> None:
         """The same command on the same port and store (after :meth:`stop` or :meth:`kill`)."""
-        from ser_mlflow.server import wait_until_healthy
+        from ser_mlflow.ui.server import wait_until_healthy
 
         with open(self.log, "ab") as fh:
             self.proc = subprocess.Popen(self.proc.args, cwd=self.root, stdout=fh,
@@ -108,7 +108,7 @@ def start_server(
     Raises:
         RuntimeError: the server did not become healthy (its log tail included).
     """
-    from ser_mlflow.server import wait_until_healthy
+    from ser_mlflow.ui.server import wait_until_healthy
 
     root.mkdir(parents=True, exist_ok=True)
     port = free_port()

@@ -435,7 +435,7 @@ def test_sigkilled_run_is_ended_killed_and_resumes_once_per_epoch(
 
     # another process holds the run (as a first resume does): the second one is refused
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys; from ser_mlflow.train import claim_run\n"
+        [sys.executable, "-c", "import sys; from ser_mlflow.jobs.train import claim_run\n"
          f"with claim_run({run_id!r}):\n print('held', flush=True); sys.stdin.read()"],
         cwd=tmp_path, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
         env=client_env(uri))
@@ -511,7 +511,7 @@ import os, sys, time
 from pathlib import Path
 go = Path(sys.argv[1])
 from ser_mlflow.cli import main
-from ser_mlflow.search import open_storage, open_study
+from ser_mlflow.search.study import open_storage, open_study
 Path(sys.argv[2]).touch()
 parent = os.getppid()
 while not go.exists():
@@ -570,7 +570,7 @@ def test_serving_refuses_float32_overflow_and_orders_rows_by_time() -> None:
     import numpy as np
     import pandas as pd
 
-    from ser_mlflow.pyfunc import InputError, split_recordings, time_ordered
+    from ser_mlflow.models.pyfunc import InputError, split_recordings, time_ordered
 
     cols = ["fau:a", "fau:b"]
     good = pd.DataFrame({"name": ["x"] * 4 + ["y"] * 2, "timestamp": [0.0, .1, .2, .3, 0, .1],
@@ -637,7 +637,8 @@ def test_killing_the_printed_pid_stops_server_and_workers(tmp_path: Path) -> Non
                     args = cmdline.read_bytes().split(b"\0")
                 except OSError:
                     continue
-                if any(a == b"--port" and b == str(port).encode() for a, b in zip(args, args[1:])):
+                pairs = zip(args, args[1:], strict=False)
+                if any(a == b"--port" and b == str(port).encode() for a, b in pairs):
                     return True
             return False
 

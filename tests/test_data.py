@@ -25,7 +25,7 @@ from ser_mlflow.data import (
     unshift_predictions,
     write_avec_csv,
 )
-from ser_mlflow.metrics import ccc
+from ser_mlflow.scoring.metrics import ccc
 
 REAL = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "avec2019_ces_devel"
 ATTRS = ("arousal", "valence", "liking")

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from ser_mlflow import delay
 from ser_mlflow.cli import main
 from ser_mlflow.data import read_avec_csv, write_synthetic_corpus
+from ser_mlflow.jobs import delay
 
 DELAY = 6  # frames planted in the corpus below (0.6 s)
 

@@ -91,7 +91,7 @@ def test_the_server_deployment_uses_real_options() -> None:
 def test_search_workers_join_with_the_worker_options() -> None:
     (job,) = _yaml_docs("search-workers.yaml")
     command = " ".join(job["spec"]["template"]["spec"]["containers"][0]["command"])
-    assert "python -m ser_mlflow.search worker" in command
+    assert "python -m ser_mlflow.search.study worker" in command
     for flag in ("--study-name", "--search-run-id", "--index"):
         assert flag in command
-        assert f'"{flag}"' in (REPO / "ser_mlflow" / "search.py").read_text()
+        assert f'"{flag}"' in (REPO / "ser_mlflow" / "search" / "study.py").read_text()

@@ -32,8 +32,8 @@ from services import (
     wait_for,
 )
 
-from ser_mlflow import search as search_mod
 from ser_mlflow.config import LossConfig, ModelConfig, TrainConfig
+from ser_mlflow.search import study as search_mod
 
 TINY = ["--epochs", "1", "--units", "4", "--batch-size", "4"]
 

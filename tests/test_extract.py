@@ -222,7 +222,7 @@ def test_predict_from_recordings(
     import mlflow
 
     from ser_mlflow.config import LossConfig, ModelConfig, TrainConfig
-    from ser_mlflow.train import run_training
+    from ser_mlflow.jobs.train import run_training
 
     def train(sets: tuple[str, ...], epochs: int) -> str:
         cfg = TrainConfig(
@@ -266,7 +266,7 @@ def test_predict_from_recordings(
 
 
 def test_model_trained_on_other_columns_is_refused() -> None:
-    from ser_mlflow.audio_predict import model_feature_sets
+    from ser_mlflow.jobs.audio_predict import model_feature_sets
 
     meta = {"feature_sets": ["egemaps-func"],
             "feature_columns": [f"egemaps-func:{c}" for c in EGEMAPS_FUNC_COLUMNS[:16]]}

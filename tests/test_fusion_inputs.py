@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from ser_mlflow import latefusion
 from ser_mlflow.cli import main
+from ser_mlflow.jobs import latefusion
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "avec2019_ces_devel"
 pytestmark = pytest.mark.skipif(not SHARED_DATA.is_dir(), reason=f"{SHARED_DATA} is absent")

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from ser_mlflow import latefusion
 from ser_mlflow.cli import main
+from ser_mlflow.jobs import latefusion
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data" / "avec2019_ces_devel"
@@ -65,7 +65,7 @@ def test_real_baselines_import_and_fuse(tracking_store: str) -> None:
     arts = {a.path for a in client.list_artifacts(cv.run_id, "plots")}
     assert {"plots/ccc_per_stage.png", "plots/ccc_intervals.png"} <= arts
     # the recipe chosen per outer fold and attribute, and the stages kept
-    from ser_mlflow.fusion import AUTO_RECIPES
+    from ser_mlflow.fusion.estimator import AUTO_RECIPES
 
     params = run.data.params
     assert params["recipes"] == "auto" and params["seed"] == "0"
@@ -87,7 +87,7 @@ def test_real_baselines_import_and_fuse(tracking_store: str) -> None:
             assert m[key] == pytest.approx(m[f"devel_ccc_{a}"] - m[f"devel_{base}_ccc_{a}"])
     assert any(line.lstrip().startswith("gain vs best single") for line in lines)
     # the saved UI view: fusion runs on this corpus, CCC per stage as charts
-    from ser_mlflow import views
+    from ser_mlflow.ui import views
 
     key = run.data.tags[views.TAG_VIEW_KEY]
     assert key == f"ser-fusion-{cv.run_id}" and any("charts:" in line for line in lines)
@@ -129,7 +129,7 @@ def _read_attributes(path: Path) -> np.ndarray:
 
 def _ccc_of_files(folder: Path) -> np.ndarray:
     """Devel CCC of a folder of AVEC prediction files over all frames (AVEC convention)."""
-    from ser_mlflow.metrics import ccc
+    from ser_mlflow.scoring.metrics import ccc
 
     labels = sorted((SHARED / "labels").glob("Devel_*.csv"))
     gold = np.vstack([_read_attributes(f) for f in labels])
@@ -146,7 +146,7 @@ def _published_windows_ccc(run_id: str, input_runs: list[str], k: int = 19) -> n
     thrice). The model's weights per offset -k..k are split evenly over the three centre
     copies, which leaves the products unchanged.
     """
-    from ser_mlflow.metrics import ccc
+    from ser_mlflow.scoring.metrics import ccc
 
     fusion = mlflow.pyfunc.load_model(f"runs:/{run_id}/model").unwrap_python_model().fusion
     names = [mlflow.get_run(r).data.tags["ser.feature_sets"] for r in input_runs]
@@ -176,7 +176,7 @@ def _published_windows_ccc(run_id: str, input_runs: list[str], k: int = 19) -> n
 @pytest.mark.slow
 def test_fusion_of_trained_runs(tiny_corpus: Path, tracking_store: str, tmp_path: Path) -> None:
     from ser_mlflow.config import LossConfig, ModelConfig, TrainConfig
-    from ser_mlflow.train import run_training
+    from ser_mlflow.jobs.train import run_training
 
     ids = []
     for fs in (("fau",), ("egemaps",), ("mfcc",)):
@@ -227,7 +227,7 @@ def test_fusion_of_trained_runs(tiny_corpus: Path, tracking_store: str, tmp_path
     assert meta["kind"] == "fusion" and len(meta["feature_columns"]) == 9
     # raw features in, fused predictions out: equals running the input models, then fusion
     from ser_mlflow.data import load_corpus
-    from ser_mlflow.pyfunc import recordings_frame
+    from ser_mlflow.models.pyfunc import recordings_frame
 
     corpus = load_corpus(tiny_corpus, ("fau", "egemaps", "mfcc"))
     devel = corpus.partition("Devel")
@@ -250,7 +250,7 @@ def test_fusion_of_trained_runs(tiny_corpus: Path, tracking_store: str, tmp_path
         fused[["arousal", "valence", "liking"]].to_numpy(), expected, atol=1e-9
     )
     # and the registry picks fusion runs over trained inputs like any raw-feature model
-    from ser_mlflow import registry
+    from ser_mlflow.jobs import registry
 
     assert "ser.model_input" in registry.default_filter(tiny_corpus)
     # too few inputs

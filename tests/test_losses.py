@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from ser_mlflow.config import LossConfig
-from ser_mlflow.metrics import ccc
+from ser_mlflow.scoring.metrics import ccc
 
 
 def _batch(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -23,7 +23,7 @@ def _batch(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def test_masked_ccc_equals_numpy_on_valid_frames() -> None:
-    from ser_mlflow.losses import masked_ccc, pack_targets
+    from ser_mlflow.nn.losses import masked_ccc, pack_targets
 
     gold, pred, mask = _batch()
     got = np.asarray(masked_ccc(pack_targets(gold, mask), pred))
@@ -34,7 +34,7 @@ def test_masked_ccc_equals_numpy_on_valid_frames() -> None:
 
 @pytest.mark.parametrize("name", ["STL1", "STL2", "STL3", "MTL1", "MTL2"])
 def test_weighted_loss_matches_presets(name: str) -> None:
-    from ser_mlflow.losses import MultitaskCCCLoss, pack_targets
+    from ser_mlflow.nn.losses import MultitaskCCCLoss, pack_targets
 
     cfg = LossConfig.from_name(name)
     gold, pred, mask = _batch(1)

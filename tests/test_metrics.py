@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from ser_mlflow import metrics
-from ser_mlflow.metrics import ccc, pcc, rmse, score_frames, score_recordings
+from ser_mlflow.scoring import metrics
+from ser_mlflow.scoring.metrics import ccc, pcc, rmse, score_frames, score_recordings
 
 
 def ccc_formula(x: list[float], y: list[float]) -> float:

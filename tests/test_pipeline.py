@@ -9,8 +9,8 @@ import mlflow
 import pytest
 from click.testing import CliRunner
 
-from ser_mlflow import pipeline
 from ser_mlflow.cli import config_from_options, main
+from ser_mlflow.jobs import pipeline
 
 FAST = {"epochs": 2, "units": "8,4", "batch_size": 4, "experiment": "pipe"}
 

@@ -16,17 +16,17 @@ import pytest
 from click.testing import CliRunner
 from services import wait_for
 
-from ser_mlflow import registry
 from ser_mlflow.cli import main
 from ser_mlflow.config import LossConfig, ModelConfig, TrainConfig
 from ser_mlflow.data import read_avec_csv
+from ser_mlflow.jobs import registry
 
 SMALL = ModelConfig(units=(8, 4), dropout=0.1, lr=5e-3)
 
 
 @pytest.fixture
 def two_runs(tiny_corpus: Path, tracking_store: str) -> list:
-    from ser_mlflow.train import run_training
+    from ser_mlflow.jobs.train import run_training
 
     out = []
     for fs, seed in ((("fau",), 0), (("egemaps",), 1)):
@@ -160,7 +160,7 @@ def test_register_predict_promote_serve(
 
         assert wait_for(answers, timeout=180), "mlflow models serve never answered /ping"
         from ser_mlflow.data import load_corpus
-        from ser_mlflow.pyfunc import recordings_frame
+        from ser_mlflow.models.pyfunc import recordings_frame
 
         corpus = load_corpus(tiny_corpus, best_sets.split("+"))
         rec = corpus.partition("Devel")[0]
@@ -210,7 +210,7 @@ def test_registry_bad_input(two_runs: list, tiny_corpus: Path, tracking_store: s
 def test_pyfunc_input_errors() -> None:
     import pandas as pd
 
-    from ser_mlflow.pyfunc import InputError, split_recordings
+    from ser_mlflow.models.pyfunc import InputError, split_recordings
 
     cols = ["fau:a", "fau:b"]
     good = pd.DataFrame(

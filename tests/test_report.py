@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from ser_mlflow import evaluation, metrics
 from ser_mlflow.cli import main
 from ser_mlflow.data import read_avec_csv, write_avec_csv
+from ser_mlflow.scoring import evaluation, metrics
 
 
 def direct_ccc(x: np.ndarray, y: np.ndarray) -> float:
@@ -132,7 +132,7 @@ def test_lagged_ccc_finds_a_planted_lag() -> None:
 
 
 def test_pairs_parse_hyphenated_labels_and_refuse_unknown_ones() -> None:
-    from ser_mlflow.report import parse_pairs
+    from ser_mlflow.jobs.report import parse_pairs
 
     labels = ["egemaps-func", "fau", "MTL2", "STL2"]
     assert parse_pairs("MTL2-STL2, egemaps-func - fau", labels) == [
@@ -145,7 +145,7 @@ def test_pairs_parse_hyphenated_labels_and_refuse_unknown_ones() -> None:
 
 
 def _import(tiny: Path, tmp: Path, name: str, scale: float, noise: float, seed: int) -> str:
-    from ser_mlflow import latefusion
+    from ser_mlflow.jobs import latefusion
 
     out = tmp / name
     rng = np.random.default_rng(seed)

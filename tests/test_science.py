@@ -19,7 +19,7 @@ import pytest
 
 from ser_mlflow.config import LossConfig, ModelConfig, TrainConfig
 from ser_mlflow.data import read_avec_csv, write_avec_csv
-from ser_mlflow.fusion import MultistageSVRFusion, group_codes
+from ser_mlflow.fusion.estimator import MultistageSVRFusion, group_codes
 
 ATTRS = ("arousal", "valence", "liking")
 QUIET = {"echo": lambda s: None}
@@ -90,7 +90,7 @@ def test_cv_predictions_of_a_recording_never_see_its_own_targets(n_stages: int) 
 
 def _import_ranked(corpus: Path, tmp: Path, noise: dict[str, float]) -> dict[str, str]:
     """External runs whose devel predictions are gold + noise of a known size."""
-    from ser_mlflow import latefusion
+    from ser_mlflow.jobs import latefusion
 
     labels = sorted((corpus / "labels").glob("Devel_*.csv"))
     ids = {}
@@ -110,7 +110,7 @@ def _import_ranked(corpus: Path, tmp: Path, noise: dict[str, float]) -> dict[str
 def test_fusion_takes_the_top_ranked_runs(
     tiny_corpus: Path, tracking_store: str, tmp_path: Path
 ) -> None:
-    from ser_mlflow import latefusion
+    from ser_mlflow.jobs import latefusion
 
     # imported worst first, so that neither store order nor name order is the ranking
     ids = _import_ranked(tiny_corpus, tmp_path, {"c-worst": 2.0, "b-good": 0.4, "a-best": 0.05})
@@ -131,7 +131,7 @@ def test_promote_refuses_a_tie_and_takes_a_strictly_better_challenger(
 ) -> None:
     from mlflow.tracking import MlflowClient
 
-    from ser_mlflow import registry
+    from ser_mlflow.jobs import registry
 
     client = MlflowClient()
     client.create_registered_model("ser-ces")
@@ -162,7 +162,7 @@ def test_promote_refuses_a_tie_and_takes_a_strictly_better_challenger(
 
 
 def test_register_best_registers_the_best_run(tracking_store: str, tmp_path: Path) -> None:
-    from ser_mlflow import registry
+    from ser_mlflow.jobs import registry
 
     folder = tmp_path / "model"  # a stand-in model folder: registration copies no weights
     folder.mkdir()
@@ -181,7 +181,7 @@ def test_register_best_registers_the_best_run(tracking_store: str, tmp_path: Pat
 
 
 def test_standardiser_uses_train_statistics_only(tiny_corpus: Path) -> None:
-    from ser_mlflow.train import prepare
+    from ser_mlflow.jobs.train import prepare
 
     data = prepare(_cfg(tiny_corpus, feature_sets=("egemaps", "fau")))
     parts = {p: data.corpus.partition(p) for p in ("Train", "Devel", "Test")}
@@ -202,7 +202,7 @@ def test_standardiser_uses_train_statistics_only(tiny_corpus: Path) -> None:
 def test_training_mask_leaves_out_frames_the_shift_left_without_labels(
     tiny_corpus: Path, shift: int
 ) -> None:
-    from ser_mlflow.train import _pad_batch, prepare
+    from ser_mlflow.jobs.train import _pad_batch, prepare
 
     data = prepare(_cfg(tiny_corpus, shift_frames=shift))
     train = data.corpus.partition("Train")
@@ -235,8 +235,13 @@ def test_predictions_are_shifted_back_when_written_and_served(
     tiny_corpus: Path, tmp_path: Path, shift: int
 ) -> None:
     """out[t] = network(features)[t - shift]: the label at t + shift taught frame t."""
-    from ser_mlflow.pyfunc import SERModel, recordings_frame
-    from ser_mlflow.train import _preprocess_meta, _write_predictions, predict_partition, prepare
+    from ser_mlflow.jobs.train import (
+        _preprocess_meta,
+        _write_predictions,
+        predict_partition,
+        prepare,
+    )
+    from ser_mlflow.models.pyfunc import SERModel, recordings_frame
 
     cfg = _cfg(tiny_corpus, shift_frames=shift)
     data = prepare(cfg)
@@ -268,8 +273,8 @@ def test_training_beats_the_untrained_network_on_devel(tiny_corpus: Path) -> Non
     a clear margin (the last epoch, not the best one, so no selection on Devel helps)."""
     import keras
 
-    from ser_mlflow.model import build_model
-    from ser_mlflow.train import fit_network, predict_partition, prepare, score_partition
+    from ser_mlflow.jobs.train import fit_network, predict_partition, prepare, score_partition
+    from ser_mlflow.nn.model import build_model
 
     cfg = _cfg(tiny_corpus, epochs=10, seed=3, batch_size=2,
                model=ModelConfig(units=(32,), dropout=0.0, lr=3e-3, optimizer="adam"))
@@ -298,14 +303,14 @@ def test_training_returns_the_best_epochs_weights(tiny_corpus: Path, tmp_path: P
 
     import keras
 
-    from ser_mlflow.model import build_model, compile_model
-    from ser_mlflow.train import (
+    from ser_mlflow.jobs.train import (
         CHECKPOINT_BEST,
         CHECKPOINT_MODEL,
         CHECKPOINT_STATE,
         fit_network,
         prepare,
     )
+    from ser_mlflow.nn.model import build_model, compile_model
 
     cfg = _cfg(tiny_corpus, epochs=2)
     data = prepare(cfg)
@@ -338,7 +343,7 @@ def test_real_median_pruner_prunes_a_clearly_worse_trial(
     from optuna.distributions import FloatDistribution
     from optuna.trial import TrialState, create_trial
 
-    from ser_mlflow.search import MEDIAN_STARTUP_TRIALS, run_search
+    from ser_mlflow.search.study import MEDIAN_STARTUP_TRIALS, run_search
 
     url = f"sqlite:///{tmp_path / 'optuna.db'}"
     study = optuna.create_study(storage=url, study_name="median", direction="maximize")

@@ -18,9 +18,9 @@ from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 from services import wait_for
 
-from ser_mlflow import search as search_mod
 from ser_mlflow.config import LossConfig, ModelConfig, TrainConfig
-from ser_mlflow.search import open_storage, resolve_settings, run_search
+from ser_mlflow.search import study as search_mod
+from ser_mlflow.search.study import open_storage, resolve_settings, run_search
 
 SMALL = ModelConfig(units=(8, 4), dropout=0.1, lr=5e-3)
 
@@ -263,7 +263,7 @@ def test_stale_trial_of_a_dead_worker_is_failed_and_retried(
 def test_chain_step_runs_once_then_is_reused(
     tiny_corpus: Path, tracking_store: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from ser_mlflow.search import chain_step
+    from ser_mlflow.search.study import chain_step
 
     base = _cfg(tiny_corpus, epochs=1)
     opts = {"sampler": "random", "n_trials": 1, "prune": False}
@@ -280,7 +280,7 @@ def test_chain_step_runs_once_then_is_reused(
 
 _CLAIMER = """
 import json, sys
-from ser_mlflow.search import claim_ticket, open_storage
+from ser_mlflow.search.study import claim_ticket, open_storage
 st = open_storage(sys.argv[1])
 sid = st.get_study_id_from_name("race")
 got = []

@@ -24,7 +24,7 @@ from mlflow.tracking import MlflowClient
 from services import SER_MLFLOW, Server, client_env, free_port, start_server, wait_for
 
 from ser_mlflow.cli import main
-from ser_mlflow.server import ServerSettings, prepare_launch
+from ser_mlflow.ui.server import ServerSettings, prepare_launch
 
 TINY_TRAIN = ["--epochs", "1", "--units", "4", "--batch-size", "4", "--experiment", "srv"]
 

@@ -16,7 +16,7 @@ from mlflow.tracking import MlflowClient
 
 from ser_mlflow.config import LossConfig, ModelConfig, TrainConfig
 from ser_mlflow.data import load_corpus, read_avec_csv
-from ser_mlflow.metrics import score_recordings
+from ser_mlflow.scoring.metrics import score_recordings
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL = ModelConfig(units=(8, 4), dropout=0.1, lr=5e-3)
@@ -31,7 +31,7 @@ def _cfg(root: Path, **kw) -> TrainConfig:  # noqa: ANN003
 
 @pytest.mark.slow
 def test_train_run_is_complete(tiny_corpus: Path, tracking_store: str, tmp_path: Path) -> None:
-    from ser_mlflow.train import run_training
+    from ser_mlflow.jobs.train import run_training
 
     result = run_training(_cfg(tiny_corpus, feature_sets=("egemaps", "fau")), progress=False)
     client = MlflowClient()
@@ -87,7 +87,7 @@ def test_train_run_is_complete(tiny_corpus: Path, tracking_store: str, tmp_path:
     assert [m.source_run_id for m in models] == [result.run_id]
     model = mlflow.pyfunc.load_model(f"runs:/{result.run_id}/model")
     assert model.metadata.signature is not None
-    from ser_mlflow.pyfunc import recordings_frame
+    from ser_mlflow.models.pyfunc import recordings_frame
 
     rec = devel[0]
     df = recordings_frame([rec.name], [rec.timestamps], [rec.features], corpus.feature_columns)
@@ -102,7 +102,7 @@ def test_train_run_is_complete(tiny_corpus: Path, tracking_store: str, tmp_path:
 def test_failure_and_interrupt_end_the_run_truthfully(
     tiny_corpus: Path, tracking_store: str, exc: BaseException
 ) -> None:
-    from ser_mlflow.train import run_training
+    from ser_mlflow.jobs.train import run_training
 
     def explode(epoch: int, row: object) -> None:
         raise exc
@@ -119,7 +119,7 @@ def test_failure_and_interrupt_end_the_run_truthfully(
 
 def test_bad_data_root_leaves_no_run(tracking_store: str, tmp_path: Path) -> None:
     from ser_mlflow.data import DataError
-    from ser_mlflow.train import run_training
+    from ser_mlflow.jobs.train import run_training
 
     with pytest.raises(DataError, match="nope"):
         run_training(_cfg(tmp_path / "nope"), progress=False)

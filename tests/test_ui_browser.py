@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from ser_mlflow import browser, views
+from ser_mlflow.ui import browser, views
 
 pytestmark = pytest.mark.slow
 

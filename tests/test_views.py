@@ -10,8 +10,8 @@ import mlflow
 import pytest
 from click.testing import CliRunner
 
-from ser_mlflow import views
 from ser_mlflow.cli import main
+from ser_mlflow.ui import views
 
 LOSSES = ("STL1", "STL2", "STL3", "MTL1", "MTL2")
 

@@ -378,7 +378,7 @@ def build_train_config(*, feature_sets: str, **kw: Any) -> TrainConfig:
 def train(feature_sets: str, resume_run_id: str, **kw: Any) -> None:
     """Train the paper's LSTM network on one or two feature sets and log a complete run."""
     from ser_mlflow import tracking
-    from ser_mlflow.train import resume_training, run_training
+    from ser_mlflow.jobs.train import resume_training, run_training
 
     if resume_run_id.strip():
         import_tensorflow_quietly()
@@ -429,13 +429,14 @@ def config_from_options(*, feature_sets: str = DEFAULT_FEATURE_SET, **kw: Any) -
 @user_errors
 def unimodal(feature_sets: str, rank_metric: str, force: bool, **kw: Any) -> None:
     """Train one child run per feature set under one parent, and rank them."""
-    from ser_mlflow import pipeline, tracking
+    from ser_mlflow import tracking
+    from ser_mlflow.jobs import pipeline
 
     base = build_train_config(feature_sets=DEFAULT_FEATURE_SET, **kw)
     import_tensorflow_quietly()
     sets = None if feature_sets.strip().lower() in ("all", "") else [
         s.strip() for s in feature_sets.replace("+", ",").split(",") if s.strip()]
-    from ser_mlflow.train import ensure_default_corpus
+    from ser_mlflow.jobs.train import ensure_default_corpus
 
     ensure_default_corpus(base.data_root, echo=click.echo)
     if sets:
@@ -454,7 +455,8 @@ def unimodal(feature_sets: str, rank_metric: str, force: bool, **kw: Any) -> Non
 @user_errors
 def bimodal(top_k: int, rank_metric: str, force: bool, **kw: Any) -> None:
     """Early fusion: train all pairs of the top-K unimodal feature sets (from the server)."""
-    from ser_mlflow import pipeline, tracking
+    from ser_mlflow import tracking
+    from ser_mlflow.jobs import pipeline
 
     base = build_train_config(feature_sets=DEFAULT_FEATURE_SET, **kw)
     import_tensorflow_quietly()
@@ -470,7 +472,8 @@ def bimodal(top_k: int, rank_metric: str, force: bool, **kw: Any) -> None:
 @user_errors
 def compare(feature_set: str, seeds: str, force: bool, **kw: Any) -> None:
     """STL1, STL2, STL3, MTL1 and MTL2 on one feature set over several seeds (Table 2)."""
-    from ser_mlflow import pipeline, tracking
+    from ser_mlflow import tracking
+    from ser_mlflow.jobs import pipeline
 
     try:
         seed_list = [int(s) for s in seeds.split(",") if s.strip()]
@@ -480,7 +483,7 @@ def compare(feature_set: str, seeds: str, force: bool, **kw: Any) -> None:
         raise ValueError("seeds: expected at least one seed")
     base = build_train_config(feature_sets=feature_set, **kw)
     import_tensorflow_quietly()
-    from ser_mlflow.train import ensure_default_corpus
+    from ser_mlflow.jobs.train import ensure_default_corpus
 
     ensure_default_corpus(base.data_root, echo=click.echo)
     check_feature_sets(base.data_root, base.feature_sets)
@@ -504,11 +507,12 @@ def compare(feature_set: str, seeds: str, force: bool, **kw: Any) -> None:
 def delay_sweep(feature_sets: str, shifts: str, estimate_only: bool, run_id: str, force: bool,
                 **kw: Any) -> None:
     """Train one child per label shift and plot devel CCC against the annotation delay."""
-    from ser_mlflow import delay, pipeline, tracking
+    from ser_mlflow import tracking
+    from ser_mlflow.jobs import delay, pipeline
 
     shift_list = delay.parse_shifts(shifts)
     base = build_train_config(feature_sets=feature_sets, **kw)
-    from ser_mlflow.train import ensure_default_corpus
+    from ser_mlflow.jobs.train import ensure_default_corpus
 
     ensure_default_corpus(base.data_root, echo=click.echo)
     check_feature_sets(base.data_root, base.feature_sets)
@@ -541,7 +545,8 @@ def pd_concat(*frames: Any) -> Any:
 @user_errors
 def main_chain(config_path: Path, force: bool) -> None:
     """The whole chain from a config file; steps that already ran are reused."""
-    from ser_mlflow import pipeline, tracking
+    from ser_mlflow import tracking
+    from ser_mlflow.jobs import pipeline
 
     import_tensorflow_quietly()
     pipeline.run_chain(config_path, force=force, echo=click.echo,
@@ -555,7 +560,7 @@ def chain_plugins() -> dict[str, Any]:
     Fusion is reused like training (same options, candidate inputs, code and data);
     registration runs every time and moves the champion only to a better model.
     """
-    from ser_mlflow import latefusion, pipeline, registry
+    from ser_mlflow.jobs import latefusion, pipeline, registry
 
     def fusion_step(base: TrainConfig, opts: dict[str, Any], force: bool) -> Any:
         return pipeline.reusable_fusion(
@@ -577,7 +582,7 @@ def chain_plugins() -> dict[str, Any]:
 def _search_chain_step() -> Any:
     """The `search` step of `main`, when the search module provides one."""
     try:
-        from ser_mlflow import search
+        from ser_mlflow.search import study as search
     except ImportError:
         return None
     return getattr(search, "chain_step", None)
@@ -600,7 +605,7 @@ def _search_chain_step() -> Any:
 def register(model_name: str, metric: str, filter_string: str, alias: str,
              data_root: Path, challenger: str, force: bool) -> None:
     """Register the best run's model; it takes the alias only from a worse version."""
-    from ser_mlflow import registry
+    from ser_mlflow.jobs import registry
 
     registry.register_best(model_name=model_name, metric=metric, filter_string=filter_string,
                            alias=alias, data_root=data_root, challenger=challenger,
@@ -616,7 +621,7 @@ def register(model_name: str, metric: str, filter_string: str, alias: str,
 @user_errors
 def promote(model_name: str, challenger: str, champion: str, metric: str, force: bool) -> None:
     """Move the champion alias to the challenger's version when it scores higher."""
-    from ser_mlflow import registry
+    from ser_mlflow.jobs import registry
 
     result = registry.promote(model_name=model_name, challenger=challenger, champion=champion,
                               metric=metric, force=force, echo=click.echo)
@@ -644,11 +649,11 @@ def promote(model_name: str, challenger: str, champion: str, metric: str, force:
 def predict(model_uri: str, data_root: Path, partition: str, out: Path, experiment: str,
             audio: Path | None, jobs: int) -> None:
     """Predict a partition of an AVEC-layout data root, or recordings (--audio), with a model."""
-    from ser_mlflow import registry
+    from ser_mlflow.jobs import registry
 
     import_tensorflow_quietly()
     if audio is not None:
-        from ser_mlflow.audio_predict import predict_audio
+        from ser_mlflow.jobs.audio_predict import predict_audio
 
         predict_audio(model_uri=model_uri, audio=audio, out=out, experiment=experiment,
                       jobs=jobs, progress=True, echo=click.echo)
@@ -667,7 +672,7 @@ def predict(model_uri: str, data_root: Path, partition: str, out: Path, experime
 @user_errors
 def import_predictions(predictions: Path, labels: Path, name: str, experiment: str) -> None:
     """Log an external folder of predictions as a run that fusion can rank and use."""
-    from ser_mlflow import latefusion
+    from ser_mlflow.jobs import latefusion
 
     latefusion.import_predictions(predictions=predictions, labels=labels, name=name,
                                   experiment=experiment, echo=click.echo)
@@ -728,7 +733,8 @@ def fusion(**kw: Any) -> None:
     The published AVEC 2019 recipe is --protocol paper --windows published --loss
     epsilon_insensitive --solver liblinear (about 20 minutes per stage on 2 cores).
     """
-    from ser_mlflow import latefusion, tracking
+    from ser_mlflow import tracking
+    from ser_mlflow.jobs import latefusion
 
     check_fusion_options(kw)
     kw["filter_string"] = kw["filter_string"] or None
@@ -759,8 +765,8 @@ def fusion(**kw: Any) -> None:
 def report(parent_run_id: str, filter_string: str, run_ids: str, pairs: str, group_by: str,
            labels: str, n_boot: int, seed: int, experiment: str) -> None:
     """CCC report of finished runs: intervals, paired tests, figures (report.html)."""
-    from ser_mlflow import report as report_mod
     from ser_mlflow import tracking
+    from ser_mlflow.jobs import report as report_mod
 
     result = report_mod.run_report(
         parent_run_id=parent_run_id.strip(), filter_string=filter_string.strip(),
@@ -882,7 +888,7 @@ def search(
                          "--beta/--gamma")
     if no_prune and prune == "true":
         raise ValueError("prune: --prune and --no-prune contradict each other")
-    from ser_mlflow.search import resolve_settings, run_search
+    from ser_mlflow.search.study import resolve_settings, run_search
 
     settings: dict[str, Any] = dict(
         sampler=sampler,
@@ -914,7 +920,8 @@ def search(
 @user_errors
 def ui(port: int, host: str, links_only: bool) -> None:
     """Start the MLflow UI on this project's store and print the latest saved views."""
-    from ser_mlflow import tracking, views
+    from ser_mlflow import tracking
+    from ser_mlflow.ui import views
 
     uri = tracking.tracking_uri()
     local = views.is_local_store(uri)
@@ -937,7 +944,7 @@ def ui(port: int, host: str, links_only: bool) -> None:
         return
     cmd = views.ui_server_command(uri=uri, host=host, port=port)
     click.echo(f"MLflow UI on {base} (store {uri}).")
-    from ser_mlflow.server import run_supervised
+    from ser_mlflow.ui.server import run_supervised
 
     code = run_supervised(cmd, views.ui_server_env(), echo=click.echo)
     if code:
@@ -968,7 +975,7 @@ def ui(port: int, host: str, links_only: bool) -> None:
 def server(host: str, port: int, backend_store_uri: str, artifacts_destination: str,
            auth: bool, auth_db_uri: str, workers: int | None, allowed_hosts: str) -> None:
     """Run the shared MLflow tracking server (proxied artifacts) and print its URI."""
-    from ser_mlflow.server import ServerSettings, run_server
+    from ser_mlflow.ui.server import ServerSettings, run_server
 
     run_server(
         ServerSettings(

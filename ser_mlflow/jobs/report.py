@@ -22,8 +22,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ser_mlflow import evaluation, runpreds, tracking
-from ser_mlflow.runpreds import Gold, RunPredictions
+from ser_mlflow import tracking
+from ser_mlflow.scoring import evaluation
+from ser_mlflow.tracking import runpreds
+from ser_mlflow.tracking.runpreds import Gold, RunPredictions
 
 Echo = Callable[[str], None]
 
@@ -289,7 +291,7 @@ def scope_label(scope: str, cultures: Sequence[str]) -> str:
 
 def figures(data: ReportData, *, max_groups: int = 6) -> dict[str, Any]:
     """The report's PNG figures by artifact name."""
-    from ser_mlflow import plots
+    from ser_mlflow.scoring import plots
 
     attrs = data.attributes
     sc = data.numbers[(data.numbers["section"] == "score")

@@ -5,7 +5,7 @@ only known after a browser ran its JavaScript. :class:`Page` drives Debian's ``c
 over the DevTools protocol on a pipe and reads the page once a condition holds
 (playwright / selenium are not dependencies). Nothing here is needed to train or track.
 
-``python -m ser_mlflow.browser screenshots --out docs/img`` regenerates the README's
+``python -m ser_mlflow.ui.browser screenshots --out docs/img`` regenerates the README's
 pictures from the newest views in the project's store.
 """
 
@@ -26,7 +26,8 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from ser_mlflow import tracking, views
+from ser_mlflow import tracking
+from ser_mlflow.ui import views
 
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 #: Pages are opened on http://127.0.0.1:<port>, as a user opens them. There the MLflow 3.17
@@ -445,7 +446,7 @@ def take_screenshots(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ser_mlflow.browser")
+    parser = argparse.ArgumentParser(prog="python -m ser_mlflow.ui.browser")
     sub = parser.add_subparsers(dest="cmd", required=True)
     shots = sub.add_parser("screenshots", help="regenerate the README's MLflow UI pictures")
     shots.add_argument("--out", type=Path, default=Path("docs/img"))

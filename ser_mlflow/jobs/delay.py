@@ -23,9 +23,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ser_mlflow import evaluation, runpreds, tracking
+from ser_mlflow import tracking
 from ser_mlflow.data import Standardizer, load_corpus, shift_labels, unshift_predictions
-from ser_mlflow.metrics import ccc
+from ser_mlflow.scoring import evaluation
+from ser_mlflow.scoring.metrics import ccc
+from ser_mlflow.tracking import runpreds
 
 Echo = Callable[[str], None]
 FRAME_S_DEFAULT = 0.1
@@ -218,8 +220,8 @@ def summarise(children: Sequence[Any], *, data_root: str | Path, feature_sets: S
 
 def log_summary(summary: DelaySummary, *, title: str, echo: Echo = print) -> None:
     """Artifacts and metrics of the sweep's parent run (inside its run context)."""
-    from ser_mlflow import plots
-    from ser_mlflow.pipeline import log_table
+    from ser_mlflow.jobs.pipeline import log_table
+    from ser_mlflow.scoring import plots
 
     curve, est = summary.curve, summary.estimates
     cols = [*summary.attributes, "mean"]

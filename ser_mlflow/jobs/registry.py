@@ -228,7 +228,7 @@ def predict(
     import numpy as np
 
     from ser_mlflow.data import write_avec_csv
-    from ser_mlflow.metrics import score_recordings
+    from ser_mlflow.scoring.metrics import score_recordings
 
     version = tracking.resolve_model_version(model_uri)  # fails early on a bad alias
     model = tracking.load_pyfunc(model_uri)
@@ -307,7 +307,7 @@ def model_input(model: Any, data_root: str | Path, partition: str = "Test") -> A
 def _model_frames(model: Any, data_root: str | Path, partition: str) -> tuple[Any, Any, bool]:
     """(frames, corpus, labelled) for :func:`model_input` and :func:`predict`."""
     from ser_mlflow.data import DataError, load_corpus
-    from ser_mlflow.pyfunc import recordings_frame
+    from ser_mlflow.models.pyfunc import recordings_frame
 
     meta = model.unwrap_python_model().meta
     if meta.get("kind") == "fusion" and not meta.get("raw_columns"):

@@ -2,7 +2,8 @@
 
 `fusion` asks the tracking server (not local state) for the top-N FINISHED runs by a
 metric, downloads their ``predictions/`` artifacts with MLflow's artifact API, aligns them
-by recording name, fits :class:`~ser_mlflow.fusion.MultistageSVRFusion` on Devel and logs a
+by recording name, fits
+:class:`~ser_mlflow.fusion.estimator.MultistageSVRFusion` on Devel and logs a
 fusion run with its lineage. Under ``protocol=cv`` (default) every reported score is on
 recordings the fusion did not fit; ``protocol=paper`` is in-sample, as published, and the
 run's tags and printed output say so.
@@ -25,7 +26,12 @@ from ser_mlflow import tracking
 from ser_mlflow.data import LABELS_FOLDER, DataError, read_avec_csv, write_avec_csv
 from ser_mlflow.data.avec import canonical_recording_name
 from ser_mlflow.data.fingerprint import corpus_fingerprint, labels_fingerprint
-from ser_mlflow.metrics import bootstrap_ccc, bootstrap_ccc_difference, ccc, score_recordings
+from ser_mlflow.scoring.metrics import (
+    bootstrap_ccc,
+    bootstrap_ccc_difference,
+    ccc,
+    score_recordings,
+)
 
 Echo = Callable[[str], None]
 DEFAULT_STAGES = ("unimodal", "bimodal", "external")
@@ -266,7 +272,7 @@ def run_fusion(
         ValueError: bad options, fewer than two usable inputs, recordings that differ
             between inputs (names the run and file), NaN predictions.
     """
-    from ser_mlflow.fusion import MultistageSVRFusion, stack_recordings
+    from ser_mlflow.fusion.estimator import MultistageSVRFusion, stack_recordings
 
     if protocol not in ("cv", "paper"):
         raise ValueError(f"protocol: expected cv or paper, got {protocol!r}")
@@ -497,7 +503,7 @@ def run_fusion(
             tracking.log_text(
                 json.dumps(recipe_report(est, attrs), indent=1), "fusion/recipes.json"
             )
-        from ser_mlflow import plots
+        from ser_mlflow.scoring import plots
 
         tracking.log_figure(
             plots.fusion_stages(
@@ -537,7 +543,7 @@ def run_fusion(
     for line in intervals.table():
         echo(line)
     echo(f"fusion run {run.info.run_id} ({'in-sample, paper protocol' if in_sample else 'cv'})")
-    from ser_mlflow import views
+    from ser_mlflow.ui import views
 
     for line in views.publish_fusion_view(run.info.run_id).lines():
         echo(line)
@@ -660,7 +666,7 @@ def fusion_intervals(
 
 def recipe_report(est: Any, attributes: Sequence[str]) -> dict[str, Any]:
     """What the fusion chose, per outer fold and for the final model (JSON-ready)."""
-    from ser_mlflow.fusion import RECIPES
+    from ser_mlflow.fusion.estimator import RECIPES
 
     def named(choices: list[dict[str, Any]]) -> dict[str, Any]:
         return dict(zip(attributes, choices, strict=True))

@@ -35,7 +35,7 @@ from ser_mlflow.data import (
     write_synthetic_corpus,
 )
 from ser_mlflow.data.fingerprint import corpus_fingerprint
-from ser_mlflow.metrics import score_recordings
+from ser_mlflow.scoring.metrics import score_recordings
 
 EpochCallback = Callable[[int, Mapping[str, float]], None]
 
@@ -133,7 +133,7 @@ def _batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator) -> 
 def _pad_batch(
     idx: np.ndarray, feats: list[np.ndarray], targets: list[np.ndarray], valid: list[np.ndarray]
 ) -> tuple[np.ndarray, np.ndarray]:
-    from ser_mlflow.losses import pack_targets
+    from ser_mlflow.nn.losses import pack_targets
 
     longest = max(len(feats[i]) for i in idx)
     x = np.zeros((len(idx), longest, feats[idx[0]].shape[1]), dtype=np.float32)
@@ -149,7 +149,7 @@ def _pad_batch(
 
 def predict_partition(model: Any, data: Prepared, partition: str) -> dict[str, np.ndarray]:
     """Predictions per recording, shifted back so that they align with the labels."""
-    from ser_mlflow.model import predict_sequences
+    from ser_mlflow.nn.model import predict_sequences
 
     recs = data.corpus.partition(partition)
     preds = predict_sequences(model, data.features[partition])
@@ -203,7 +203,7 @@ def claim_run(run_id: str) -> Any:
     Raises:
         ValueError: another process on this machine holds the run.
     """
-    from ser_mlflow.locks import LockBusy, file_lock
+    from ser_mlflow.tracking.locks import LockBusy, file_lock
 
     if run_id in _claimed:
         yield
@@ -288,7 +288,7 @@ def fit_network(
     import keras
     from tqdm.auto import tqdm
 
-    from ser_mlflow.model import build_model, compile_model
+    from ser_mlflow.nn.model import build_model, compile_model
 
     keras.utils.set_random_seed(cfg.seed)
     start = 1
@@ -495,7 +495,7 @@ def _fit_and_log(
         for part, p in preds.items():
             _write_predictions(tmpdir / "predictions" / part.lower(), data, part, p)
         tracking.log_artifact_dir(tmpdir / "predictions", "predictions")
-        from ser_mlflow import plots
+        from ser_mlflow.scoring import plots
 
         tracking.log_figure(
             plots.training_curves(history, best_epoch, data.attributes), "plots/ccc_per_epoch.png"
@@ -538,7 +538,7 @@ def _preprocess_meta(cfg: TrainConfig, data: Prepared) -> dict[str, Any]:
 
 
 def _input_example(data: Prepared) -> Any:
-    from ser_mlflow.pyfunc import recordings_frame
+    from ser_mlflow.models.pyfunc import recordings_frame
 
     rec: Recording = data.corpus.partition("Devel")[0]
     n = min(20, len(rec.features))
@@ -549,7 +549,7 @@ def _input_example(data: Prepared) -> Any:
 
 def _example_output(model: Any, data: Prepared, example: Any) -> Any:
     """What the pyfunc returns for ``example`` (for the logged signature)."""
-    from ser_mlflow.model import predict_sequences
+    from ser_mlflow.nn.model import predict_sequences
 
     feats = example[list(data.corpus.feature_columns)].to_numpy(dtype=np.float32)
     pred = predict_sequences(model, [data.standardizer.transform(feats)])[0]

@@ -147,7 +147,7 @@ class SERModel(PythonModel):
         if self.meta.get("kind") == "fusion":
             return self._predict_fusion(model_input)
         from ser_mlflow.data import unshift_predictions
-        from ser_mlflow.model import predict_sequences
+        from ser_mlflow.nn.model import predict_sequences
 
         meta = self.meta
         names, feats, stamps = split_recordings(model_input, meta["feature_columns"])

@@ -51,8 +51,8 @@ from sklearn.model_selection import GroupKFold
 from sklearn.utils.validation import check_is_fitted, validate_data
 from threadpoolctl import threadpool_limits
 
-from ser_mlflow.metrics import ccc
-from ser_mlflow.svr import calibration, lad_grid, liblinear_fit, ridge_grid
+from ser_mlflow.fusion.svr import calibration, lad_grid, liblinear_fit, ridge_grid
+from ser_mlflow.scoring.metrics import ccc
 
 Protocol = Literal["cv", "paper"]
 Solver = Literal["exact", "liblinear"]

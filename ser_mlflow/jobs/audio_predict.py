@@ -72,10 +72,10 @@ def predict_audio(
         DataError: a bad recording (one line naming it); nothing is extracted then.
         ValueError: a bad model URI, or a model whose feature sets audio cannot give.
     """
-    from ser_mlflow import plots
     from ser_mlflow.data import write_avec_csv
     from ser_mlflow.data.extract import default_jobs
-    from ser_mlflow.pyfunc import recordings_frame
+    from ser_mlflow.models.pyfunc import recordings_frame
+    from ser_mlflow.scoring import plots
 
     infos = audio_files(audio)  # bad audio stops here, before the model loads
     version = tracking.resolve_model_version(model_uri)

@@ -6,6 +6,6 @@ Python and library versions and avoids deserialising arbitrary objects.
 
 import mlflow.models
 
-from ser_mlflow.pyfunc import SERModel
+from ser_mlflow.models.pyfunc import SERModel
 
 mlflow.models.set_model(SERModel())

@@ -13,7 +13,7 @@ import keras
 import numpy as np
 
 from ser_mlflow.config import LossConfig, ModelConfig
-from ser_mlflow.losses import MultitaskCCCLoss
+from ser_mlflow.nn.losses import MultitaskCCCLoss
 
 
 def build_model(n_features: int, attributes: Sequence[str], config: ModelConfig) -> keras.Model:

@@ -258,7 +258,7 @@ def _initialise_store(uri: str) -> None:
     """
     if uri in _initialised or not uri.startswith("sqlite:"):
         return
-    from ser_mlflow.locks import sqlite_init_lock
+    from ser_mlflow.tracking.locks import sqlite_init_lock
 
     with sqlite_init_lock(uri):
         client = MlflowClient(tracking_uri=uri, registry_uri=uri)
@@ -976,7 +976,7 @@ def ui_hint(experiment_id: str | None = None) -> str:
     where = runs_page(experiment_id) if experiment_id else None
     if uri.startswith("http"):
         return f"Open the MLflow UI at {where or uri}"
-    # `ser-mlflow ui` opens this same store and lists the saved views (ser_mlflow.views)
+    # `ser-mlflow ui` opens this same store and lists the saved views (ser_mlflow.ui.views)
     return f"Open the MLflow UI:  ser-mlflow ui   then browse {where or 'http://127.0.0.1:5000'}"
 
 
@@ -1020,7 +1020,7 @@ def log_ser_model(
     meta_path.write_text(json.dumps(dict(preprocess), indent=1))
     return _log_pyfunc(
         name=name,
-        python_model=str(Path(ser_mlflow.__file__).parent / "pyfunc_entry.py"),
+        python_model=str(Path(ser_mlflow.__file__).parent / "models" / "entry.py"),
         artifacts={"network": str(net_path), "preprocess": str(meta_path)},
         signature=infer_signature(example, example_output),
         input_example=example,
@@ -1288,7 +1288,7 @@ def log_fusion_model(
             out[a] = 0.0
         return _log_pyfunc(
             name="model",
-            python_model=str(Path(ser_mlflow.__file__).parent / "pyfunc_entry.py"),
+            python_model=str(Path(ser_mlflow.__file__).parent / "models" / "entry.py"),
             artifacts=artifacts,
             signature=infer_signature(example, out),
             input_example=example,

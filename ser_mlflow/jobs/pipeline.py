@@ -24,10 +24,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ser_mlflow import tracking, views
+from ser_mlflow import tracking
 from ser_mlflow.config import LOSS_PRESETS, LossConfig, TrainConfig
 from ser_mlflow.data import list_feature_sets
 from ser_mlflow.data.fingerprint import corpus_fingerprint
+from ser_mlflow.ui import views
 
 Echo = Callable[[str], None]
 ATTRS_DEFAULT = ("arousal", "valence", "liking")
@@ -37,16 +38,15 @@ ATTRS_DEFAULT = ("arousal", "valence", "liking")
 TRAINING_CODE = (
     "config.py",
     "data",
-    "losses.py",
-    "metrics.py",
-    "model.py",
-    "pyfunc.py",
-    "train.py",
+    "nn",
+    "scoring/metrics.py",
+    "models/pyfunc.py",
+    "jobs/train.py",
 )
 
 
 #: Modules whose source determines what a fusion run produces (with the data readers).
-FUSION_CODE = ("data", "fusion.py", "latefusion.py", "metrics.py", "svr.py")
+FUSION_CODE = ("data", "fusion", "jobs/latefusion.py", "scoring/metrics.py")
 
 
 @functools.cache
@@ -58,10 +58,10 @@ def code_version(modules: tuple[str, ...] = TRAINING_CODE) -> str:
     change a run's numbers, so it should not force hours of retraining.
     """
     h = hashlib.sha256()
-    pkg = Path(__file__).parent
+    pkg = Path(__file__).parent.parent
     for name in modules:
-        if not (pkg / name).exists():
-            continue
+        if not (pkg / name).exists():  # a moved module must not silently leave the hash
+            raise FileNotFoundError(f"code_version: {pkg / name} is gone; update the list")
         for path in sorted((pkg / name).rglob("*.py")) if (pkg / name).is_dir() else [pkg / name]:
             h.update(path.relative_to(pkg).as_posix().encode())
             h.update(path.read_bytes())
@@ -136,7 +136,7 @@ def train_child(
     A failure is recorded on the child (FAILED, with the error) and returned, not raised,
     so that a sweep goes on; Ctrl-C still stops everything.
     """
-    from ser_mlflow.train import run_training
+    from ser_mlflow.jobs.train import run_training
 
     params = {**cfg.to_params(), "stage": stage}
     key = make_key("train", params, fingerprint)
@@ -317,7 +317,7 @@ def _sweep(
         )
         ok = table[table["status"] != "FAILED"] if not table.empty else table
         if not ok.empty:
-            from ser_mlflow import plots
+            from ser_mlflow.scoring import plots
 
             tracking.log_figure(plots.ranking_bars(ok, rank_metric), "plots/ranking.png")
             tracking.log_metrics({f"best_{rank_metric}": float(ok[rank_metric].max())})
@@ -511,7 +511,7 @@ def compare(
     params.pop("loss"), params.pop("alpha"), params.pop("beta"), params.pop("gamma")
 
     def log_comparison(result: StepResult) -> None:
-        from ser_mlflow import plots
+        from ser_mlflow.scoring import plots
 
         for o in result.outcomes:  # the view's group rows: "Group: MTL2 mean"
             if o.run_id:
@@ -567,7 +567,7 @@ def delay_sweep(
     params.pop("shift_frames")
 
     def log_curve(result: StepResult) -> None:
-        from ser_mlflow import delay
+        from ser_mlflow.jobs import delay
 
         ok = [tracking.get_run(o.run_id) for o in result.outcomes
               if o.status != "FAILED" and o.run_id]
@@ -598,7 +598,8 @@ def compare_interval_metrics(run_ids: Sequence[str], *, n_boot: int = 1000) -> d
     seeds together, from the children's prediction files (``report`` computes the same,
     with the per-culture scopes and the paired tests).
     """
-    from ser_mlflow import report, runpreds
+    from ser_mlflow.jobs import report
+    from ser_mlflow.tracking import runpreds
 
     runs = runpreds.find_runs(run_ids=list(run_ids))
     data = report.build(runs, group_by=[f"tags.{tracking.TAG_LOSS}"], n_boot=n_boot,
@@ -770,11 +771,11 @@ def fusion_candidates(
 ) -> list[str]:
     """Ids of the runs `fusion` would rank, best first: what a fusion's inputs depend on.
 
-    The same query as :func:`ser_mlflow.latefusion.run_fusion` (its default filters, or
+    The same query as :func:`ser_mlflow.jobs.latefusion.run_fusion` (its default filters, or
     ``filter_string``); every candidate is listed, not only the top N, so that a run that
     would replace an input without predictions also changes the key.
     """
-    from ser_mlflow import latefusion
+    from ser_mlflow.jobs import latefusion
 
     filters = [filter_string] if filter_string else latefusion.default_filters(data_root)
     found = {

@@ -19,7 +19,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ser_mlflow.metrics import ccc, ccc_from_moments, recording_moments, recording_resamples
+from ser_mlflow.scoring.metrics import (
+    ccc,
+    ccc_from_moments,
+    recording_moments,
+    recording_resamples,
+)
 
 #: Offset of the seed-resampling stream from the recording stream, so that the recording
 #: draws of a group bootstrap are those of ``metrics.bootstrap_ccc`` with the same seed.

@@ -58,7 +58,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from ser_mlflow import tracking
 from ser_mlflow.config import LossConfig, ModelConfig, TrainConfig
-from ser_mlflow.train import Prepared, ensure_default_corpus, prepare, train_in_active_run
+from ser_mlflow.jobs.train import Prepared, ensure_default_corpus, prepare, train_in_active_run
 
 Echo = Callable[[str], None]
 
@@ -263,7 +263,7 @@ def open_storage(
         path = url[len("sqlite:///") :]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-    from ser_mlflow.locks import sqlite_init_lock
+    from ser_mlflow.tracking.locks import sqlite_init_lock
 
     try:
         # processes opening a new SQLite file together would each create its schema
@@ -885,7 +885,7 @@ def summarise(
 
 def _worker_command(study_name: str, search_run_id: str, index: int) -> list[str]:
     return [
-        sys.executable, "-m", "ser_mlflow.search", "worker",
+        sys.executable, "-m", "ser_mlflow.search.study", "worker",
         "--study-name", study_name, "--search-run-id", search_run_id, "--index", str(index),
     ]
 
@@ -1104,7 +1104,7 @@ def _search(
         )
         echo(
             "More workers (this storage and tracking server, any machine): "
-            f"{STORAGE_ENV}=<storage URL> python -m ser_mlflow.search worker "
+            f"{STORAGE_ENV}=<storage URL> python -m ser_mlflow.search.study worker "
             f"--study-name {name} --search-run-id {parent_id}"
         )
         worker = Worker(
@@ -1139,7 +1139,7 @@ def _search(
 
 def _publish_view(result: SearchResult, echo: Callable[[str], None]) -> None:
     """A saved MLflow UI view of the trials; a view is a convenience and never fails a search."""
-    from ser_mlflow import views
+    from ser_mlflow.ui import views
 
     try:
         view = views.write_search_view(result.parent_run_id, objective_metric=list(result.keys))
@@ -1246,7 +1246,7 @@ def chain_step(base: TrainConfig, opts: Mapping[str, Any], force: bool) -> Searc
     """
     from ser_mlflow.config import parse_feature_sets
     from ser_mlflow.data.fingerprint import corpus_fingerprint
-    from ser_mlflow.pipeline import find_finished, make_key
+    from ser_mlflow.jobs.pipeline import find_finished, make_key
 
     unknown = sorted(set(opts) - set(CHAIN_OPTIONS))
     if unknown:
@@ -1316,7 +1316,7 @@ def _main(argv: Sequence[str] | None = None) -> int:
     import argparse
 
     ap = argparse.ArgumentParser(
-        prog="python -m ser_mlflow.search",
+        prog="python -m ser_mlflow.search.study",
         description="Join a running ser-mlflow search as a worker (storage URL from "
         f"${STORAGE_ENV} or --storage).",
     )

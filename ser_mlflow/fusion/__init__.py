@@ -1,0 +1,1 @@
+"""fusion: see the README's module table."""

@@ -1,0 +1,1 @@
+"""jobs: see the README's module table."""

@@ -1,0 +1,1 @@
+"""nn: see the README's module table."""

@@ -1,0 +1,1 @@
+"""ui: see the README's module table."""
