@@ -22,9 +22,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 from ser_mlflow._quiet import import_tensorflow_quietly  # noqa: E402
-from ser_mlflow.config import LossConfig, ModelConfig, TrainConfig  # noqa: E402
 from ser_mlflow.data import write_synthetic_corpus  # noqa: E402
-from ser_mlflow.search.study import run_search  # noqa: E402
+from ser_mlflow.search.run import run_search  # noqa: E402
+from ser_mlflow.settings import LossConfig, ModelConfig, TrainConfig  # noqa: E402
 
 
 def arm(cfg: TrainConfig, *, prune: bool, args: argparse.Namespace, work: Path) -> dict:

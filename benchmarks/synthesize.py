@@ -21,8 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from ser_mlflow.config import PAPER_FEATURE_SETS
 from ser_mlflow.data import SCALES, load_corpus, write_synthetic_corpus
+from ser_mlflow.settings import PAPER_FEATURE_SETS
 
 MAX_SECONDS = 120.0
 MAX_BYTES = 1_000_000_000

@@ -216,7 +216,18 @@ ROWS: dict[str, Row] = {
         ["search", "--data-root", "{tiny}", *TRAIN, "--storage", "not-a-url"],
         r"storage: cannot open not-a-url"),
     "search: weights are searched, not given": Row(
-        ["search", "--alpha", "0.5"], r"alpha, beta and gamma are searched"),
+        ["search", "--alpha", "0.5"], r"No such option '--alpha'"),
+    "search-worker: a study that does not exist": Row(
+        ["search-worker", "--storage", "sqlite:///{tmp}/optuna.db", "--study-name", "nope",
+         "--search-run-id", "0123"], r"study_name: no study 'nope' in sqlite:///"),
+    "compare: the losses are compared, not given": Row(
+        ["compare", "--loss", "STL1"], r"No such option '--loss'"),
+    "mlproject: a root that does not exist": Row(
+        ["mlproject", "--root", "{tmp}/nowhere", "--check"], r"'--root': Directory .* not exist"),
+    "main: a setting the schema does not know": Row(
+        ["main", "--config", "{tmp}/chain.yaml"],
+        r"chain\.yaml: train: unknown key\(s\) 'epoch'; expected some of feature_sets",
+        setup=lambda tmp: (tmp / "chain.yaml").write_text("train: {epoch: 2}\n")),
     # fusion
     "fusion: zero stages": Row(
         ["fusion", "--data-root", "{tiny}", "--n-stages", "0"], r"n_stages: expected at least 1"),
@@ -511,7 +522,8 @@ import os, sys, time
 from pathlib import Path
 go = Path(sys.argv[1])
 from ser_mlflow.cli import main
-from ser_mlflow.search.study import open_storage, open_study
+from ser_mlflow.search.storage import open_storage
+from ser_mlflow.search.tickets import open_study
 Path(sys.argv[2]).touch()
 parent = os.getppid()
 while not go.exists():

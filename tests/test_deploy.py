@@ -1,7 +1,8 @@
 """The cluster files in deploy/ stay in step with the project (no cluster needed).
 
-`mlflow run -b kubernetes` needs a docker_env, so deploy/kubernetes/MLproject repeats some
-entry points of the repository's MLproject; these tests fail when the two drift apart,
+MLproject and deploy/kubernetes/MLproject (which `mlflow run -b kubernetes` needs, with a
+docker_env) are generated from the commands' options; these tests fail when a committed
+file is not the generated one,
 when a manifest refers to a Secret key nobody defines, or when the server's command line
 uses an option `ser-mlflow server` does not have.
 """
@@ -9,12 +10,12 @@ uses an option `ser-mlflow server` does not have.
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from click.testing import CliRunner
 
 from ser_mlflow.cli import main
 
@@ -30,20 +31,30 @@ def _words(command: str) -> list[str]:
     return command.split()
 
 
-def test_kubernetes_project_mirrors_the_entry_points() -> None:
-    root = yaml.safe_load((REPO / "MLproject").read_text())["entry_points"]
-    k8s = yaml.safe_load((K8S / "MLproject").read_text())
-    assert k8s["docker_env"]["image"], "mlflow run -b kubernetes needs a docker_env"
-    for name, entry in k8s["entry_points"].items():
-        assert name in root, f"{name}: not an entry point of MLproject"
-        mine, theirs = entry["parameters"], root[name]["parameters"]
-        # the study URL comes from $SER_MLFLOW_OPTUNA_STORAGE (a -P value would be logged)
-        assert set(mine) == set(theirs) - {"storage"}, name
-        for param, spec in mine.items():
-            if param != "data_root":
-                assert spec == theirs[param], f"{name}.{param}"
-        expected = re.sub(r"--storage \{storage\}\s*", "", root[name]["command"])
-        assert _words(entry["command"]) == _words(expected), name
+def test_committed_project_files_are_the_generated_ones() -> None:
+    """MLproject and deploy/kubernetes/MLproject are generated from the commands' options
+    (`ser-mlflow mlproject --write`); a hand edit or a new option not written fails here."""
+    from ser_mlflow.cli.mlproject import generated
+
+    for path, text in generated(REPO).items():
+        assert path.read_text() == text, f"{path}: run `ser-mlflow mlproject --write`"
+    result = CliRunner().invoke(main, ["mlproject", "--root", str(REPO), "--check"])
+    assert result.exit_code == 0, result.output
+
+
+def test_every_entry_point_parameter_is_an_option_of_its_command() -> None:
+    """Each parameter reaches the option of the same name (``--force`` flags included)."""
+    for name in ("MLproject", "deploy/kubernetes/MLproject"):
+        project = yaml.safe_load((REPO / name).read_text())
+        for entry, spec in project["entry_points"].items():
+            words = _words(spec["command"])
+            assert words[:2] == ["ser-mlflow", entry.replace("_", "-")], f"{name}: {entry}"
+            flags = {o for p in main.commands[words[1]].params for o in p.opts}
+            for param in spec["parameters"]:
+                at = words.index(f"{{{param}}}")
+                flag = words[at - 1] if words[at - 1].startswith("--") else words[at + 6]
+                assert flag in flags and flag[2:].replace("-", "_") == param, (
+                    f"{name}: {entry}.{param}")
 
 
 def test_kubernetes_backend_config_is_what_mlflow_reads(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -91,7 +102,8 @@ def test_the_server_deployment_uses_real_options() -> None:
 def test_search_workers_join_with_the_worker_options() -> None:
     (job,) = _yaml_docs("search-workers.yaml")
     command = " ".join(job["spec"]["template"]["spec"]["containers"][0]["command"])
-    assert "python -m ser_mlflow.search.study worker" in command
+    assert "python -m ser_mlflow.search worker" in command
+    worker = main.commands["search-worker"]
+    flags = {o for p in worker.params for o in p.opts}
     for flag in ("--study-name", "--search-run-id", "--index"):
-        assert flag in command
-        assert f'"{flag}"' in (REPO / "ser_mlflow" / "search" / "study.py").read_text()
+        assert flag in command and flag in flags

@@ -32,8 +32,9 @@ from services import (
     wait_for,
 )
 
-from ser_mlflow.config import LossConfig, ModelConfig, TrainConfig
-from ser_mlflow.search import study as search_mod
+from ser_mlflow.search import run as search_run
+from ser_mlflow.search import worker as search_worker
+from ser_mlflow.settings import LossConfig, ModelConfig, TrainConfig
 
 TINY = ["--epochs", "1", "--units", "4", "--batch-size", "4"]
 
@@ -125,7 +126,7 @@ def test_worker_killed_mid_trial_is_failed_by_heartbeat_and_the_budget_finishes(
     """
     url = f"sqlite:///{tmp_path / 'optuna.db'}"
     procs: list[subprocess.Popen[bytes]] = []
-    real_start = search_mod._start_workers
+    real_start = search_run._start_workers
 
     def start_and_keep(*args: Any, **kw: Any) -> Any:
         started = real_start(*args, **kw)
@@ -133,7 +134,7 @@ def test_worker_killed_mid_trial_is_failed_by_heartbeat_and_the_budget_finishes(
         return started
 
     killed: dict[str, Any] = {}
-    real_train = search_mod.train_in_active_run
+    real_train = search_worker.train_in_active_run
 
     def first_trial_waits_for_the_kill(*args: Any, **kw: Any) -> Any:
         """Hold this process's first trial until the other worker holds one, then kill it."""
@@ -155,8 +156,8 @@ def test_worker_killed_mid_trial_is_failed_by_heartbeat_and_the_budget_finishes(
             os.kill(procs[0].pid, signal.SIGKILL)
         return real_train(*args, **kw)
 
-    monkeypatch.setattr(search_mod, "_start_workers", start_and_keep)
-    monkeypatch.setattr(search_mod, "train_in_active_run", first_trial_waits_for_the_kill)
+    monkeypatch.setattr(search_run, "_start_workers", start_and_keep)
+    monkeypatch.setattr(search_worker, "train_in_active_run", first_trial_waits_for_the_kill)
     cfg = TrainConfig(data_root=tiny_corpus, feature_sets=("fau",), epochs=1, batch_size=4,
                       model=ModelConfig(units=(4,), dropout=0.1, lr=5e-3),
                       loss=LossConfig.from_name("MTL2"), experiment="kill")
@@ -164,7 +165,7 @@ def test_worker_killed_mid_trial_is_failed_by_heartbeat_and_the_budget_finishes(
     watchdog = threading.Timer(600, lambda: [p.kill() for p in procs])
     watchdog.start()
     try:
-        res = search_mod.run_search(cfg, sampler="random", n_trials=n_trials, storage=url,
+        res = search_run.run_search(cfg, sampler="random", n_trials=n_trials, storage=url,
                                     study_name="killed", n_workers=2, prune=False,
                                     heartbeat_interval=1, grace_period=4, progress=False)
     finally:

@@ -221,8 +221,8 @@ def test_predict_from_recordings(
     """A model trained on the synthetic corpus predicts from spoken WAV/FLAC files."""
     import mlflow
 
-    from ser_mlflow.config import LossConfig, ModelConfig, TrainConfig
     from ser_mlflow.jobs.train import run_training
+    from ser_mlflow.settings import LossConfig, ModelConfig, TrainConfig
 
     def train(sets: tuple[str, ...], epochs: int) -> str:
         cfg = TrainConfig(

@@ -175,8 +175,8 @@ def _published_windows_ccc(run_id: str, input_runs: list[str], k: int = 19) -> n
 
 @pytest.mark.slow
 def test_fusion_of_trained_runs(tiny_corpus: Path, tracking_store: str, tmp_path: Path) -> None:
-    from ser_mlflow.config import LossConfig, ModelConfig, TrainConfig
     from ser_mlflow.jobs.train import run_training
+    from ser_mlflow.settings import LossConfig, ModelConfig, TrainConfig
 
     ids = []
     for fs in (("fau",), ("egemaps",), ("mfcc",)):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ser_mlflow.config import LossConfig
 from ser_mlflow.scoring.metrics import ccc
+from ser_mlflow.settings import LossConfig
 
 
 def _batch(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

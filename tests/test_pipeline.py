@@ -9,8 +9,9 @@ import mlflow
 import pytest
 from click.testing import CliRunner
 
-from ser_mlflow.cli import config_from_options, main
-from ser_mlflow.jobs import pipeline
+from ser_mlflow.cli import main
+from ser_mlflow.jobs import chain, pipeline
+from ser_mlflow.settings import train_config
 
 FAST = {"epochs": 2, "units": "8,4", "batch_size": 4, "experiment": "pipe"}
 
@@ -38,7 +39,7 @@ def corpus_with_broken_set(tiny_corpus: Path, tmp_path: Path) -> Path:
 def test_unimodal_sweep_survives_a_failing_child(
     corpus_with_broken_set: Path, tracking_store: str
 ) -> None:
-    base = config_from_options(data_root=str(corpus_with_broken_set), **FAST)
+    base = train_config({"data_root": str(corpus_with_broken_set), **FAST})
     res = pipeline.unimodal(base, feature_sets=["egemaps", "mfcc", "fau"], echo=lambda s: None)
     statuses = dict(zip(res.table["run"], res.table["status"], strict=True))
     assert statuses == {"egemaps": "FINISHED", "mfcc": "FAILED", "fau": "FINISHED"}
@@ -139,6 +140,6 @@ def test_chain_config_errors(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("steps: {unimodl: {}}\n")
     with pytest.raises(ValueError, match="unknown steps"):
-        pipeline.load_chain(bad)
+        chain.load_chain(bad)
     with pytest.raises(ValueError, match="not found"):
-        pipeline.load_chain(tmp_path / "missing.yaml")
+        chain.load_chain(tmp_path / "missing.yaml")

@@ -17,9 +17,9 @@ from click.testing import CliRunner
 from services import wait_for
 
 from ser_mlflow.cli import main
-from ser_mlflow.config import LossConfig, ModelConfig, TrainConfig
 from ser_mlflow.data import read_avec_csv
 from ser_mlflow.jobs import registry
+from ser_mlflow.settings import LossConfig, ModelConfig, TrainConfig
 
 SMALL = ModelConfig(units=(8, 4), dropout=0.1, lr=5e-3)
 

@@ -17,9 +17,9 @@ import mlflow
 import numpy as np
 import pytest
 
-from ser_mlflow.config import LossConfig, ModelConfig, TrainConfig
 from ser_mlflow.data import read_avec_csv, write_avec_csv
 from ser_mlflow.fusion.estimator import MultistageSVRFusion, group_codes
+from ser_mlflow.settings import LossConfig, ModelConfig, TrainConfig
 
 ATTRS = ("arousal", "valence", "liking")
 QUIET = {"echo": lambda s: None}
@@ -343,7 +343,8 @@ def test_real_median_pruner_prunes_a_clearly_worse_trial(
     from optuna.distributions import FloatDistribution
     from optuna.trial import TrialState, create_trial
 
-    from ser_mlflow.search.study import MEDIAN_STARTUP_TRIALS, run_search
+    from ser_mlflow.search.run import run_search
+    from ser_mlflow.search.spec import MEDIAN_STARTUP_TRIALS
 
     url = f"sqlite:///{tmp_path / 'optuna.db'}"
     study = optuna.create_study(storage=url, study_name="median", direction="maximize")

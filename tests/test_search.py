@@ -18,9 +18,10 @@ from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 from services import wait_for
 
-from ser_mlflow.config import LossConfig, ModelConfig, TrainConfig
-from ser_mlflow.search import study as search_mod
-from ser_mlflow.search.study import open_storage, resolve_settings, run_search
+from ser_mlflow.search import worker as search_worker
+from ser_mlflow.search.run import resolve_settings, run_search
+from ser_mlflow.search.storage import mask_url, open_storage
+from ser_mlflow.settings import LossConfig, ModelConfig, TrainConfig
 
 SMALL = ModelConfig(units=(8, 4), dropout=0.1, lr=5e-3)
 
@@ -73,7 +74,7 @@ def test_trials_are_nested_runs_with_truthful_states(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """4 trials: complete, pruned (forced), failed (injected, no training), complete."""
-    real = search_mod.train_in_active_run
+    real = search_worker.train_in_active_run
     calls = {"n": 0}
 
     def third_call_fails(*args: Any, **kw: Any) -> Any:
@@ -82,7 +83,7 @@ def test_trials_are_nested_runs_with_truthful_states(
             raise RuntimeError("boom in trial")
         return real(*args, **kw)
 
-    monkeypatch.setattr(search_mod, "train_in_active_run", third_call_fails)
+    monkeypatch.setattr(search_worker, "train_in_active_run", third_call_fails)
     url = f"sqlite:///{tmp_path / 'optuna.db'}"
     res = run_search(_cfg(tiny_corpus), sampler="random", n_trials=4, storage=url,
                      study_name="s1", pruner=PruneTrialOne(), progress=False)
@@ -263,7 +264,7 @@ def test_stale_trial_of_a_dead_worker_is_failed_and_retried(
 def test_chain_step_runs_once_then_is_reused(
     tiny_corpus: Path, tracking_store: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from ser_mlflow.search.study import chain_step
+    from ser_mlflow.jobs.chain import search_step as chain_step
 
     base = _cfg(tiny_corpus, epochs=1)
     opts = {"sampler": "random", "n_trials": 1, "prune": False}
@@ -280,7 +281,7 @@ def test_chain_step_runs_once_then_is_reused(
 
 _CLAIMER = """
 import json, sys
-from ser_mlflow.search.study import claim_ticket, open_storage
+from ser_mlflow.search.tickets import claim_ticket
 st = open_storage(sys.argv[1])
 sid = st.get_study_id_from_name("race")
 got = []
@@ -357,7 +358,7 @@ def test_custom_pruner_cannot_go_to_worker_processes(tracking_store: str,
 
 
 def test_storage_password_is_masked() -> None:
-    masked = search_mod.mask_url("postgresql://ser:s3cret@db.example:5432/optuna")
+    masked = mask_url("postgresql://ser:s3cret@db.example:5432/optuna")
     assert "s3cret" not in masked and "db.example" in masked
 
 

@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ser_mlflow.config import AUDIO_FEATURE_SETS, PAPER_FEATURE_SETS, VIDEO_FEATURE_SETS
 from ser_mlflow.data import (
     PARTITIONS,
     Corpus,
@@ -20,6 +19,7 @@ from ser_mlflow.data import (
     write_synthetic_corpus,
 )
 from ser_mlflow.data.extract import COLUMNS as EXTRACTED
+from ser_mlflow.settings import AUDIO_FEATURE_SETS, PAPER_FEATURE_SETS, VIDEO_FEATURE_SETS
 
 TINY_COUNTS = {"Train": 6, "Devel": 4, "Test": 2}
 

@@ -14,9 +14,9 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from ser_mlflow.config import LossConfig, ModelConfig, TrainConfig
 from ser_mlflow.data import load_corpus, read_avec_csv
 from ser_mlflow.scoring.metrics import score_recordings
+from ser_mlflow.settings import LossConfig, ModelConfig, TrainConfig
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL = ModelConfig(units=(8, 4), dropout=0.1, lr=5e-3)

@@ -177,13 +177,13 @@ MUTANTS = (
         ("tests/test_metrics.py",),
     ),
     Mutant(
-        "M20", "--prune builds no median pruner", "ser_mlflow/search/study.py",
+        "M20", "--prune builds no median pruner", "ser_mlflow/search/tickets.py",
         "    return optuna.pruners.MedianPruner(",
         "    return optuna.pruners.NopPruner()\n    optuna.pruners.MedianPruner(",
         (f"{SCI}::test_real_median_pruner_prunes_a_clearly_worse_trial",),
     ),
     Mutant(
-        "M21", "the pruner's verdict is ignored", "ser_mlflow/search/study.py",
+        "M21", "the pruner's verdict is ignored", "ser_mlflow/search/worker.py",
         "if trial.should_prune():",
         "if trial.should_prune() and False:",
         (f"{SCI}::test_real_median_pruner_prunes_a_clearly_worse_trial",),

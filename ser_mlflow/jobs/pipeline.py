@@ -1,4 +1,4 @@
-"""Sweeps and the full chain: unimodal, bimodal, compare, and `main` from a config file.
+"""Sweeps: unimodal, bimodal, compare, delay; the reuse keys every step is found by.
 
 Every step is a parent run (``ser.stage=pipeline``) whose children are ordinary training
 runs. A training run is identified by a key over entry point, string-normalised params,
@@ -10,7 +10,6 @@ data roots never mix.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import hashlib
 import itertools
@@ -25,9 +24,9 @@ import numpy as np
 import pandas as pd
 
 from ser_mlflow import tracking
-from ser_mlflow.config import LOSS_PRESETS, LossConfig, TrainConfig
 from ser_mlflow.data import list_feature_sets
 from ser_mlflow.data.fingerprint import corpus_fingerprint
+from ser_mlflow.settings import LOSS_PRESETS, LossConfig, TrainConfig
 from ser_mlflow.ui import views
 
 Echo = Callable[[str], None]
@@ -36,7 +35,7 @@ ATTRS_DEFAULT = ("arousal", "valence", "liking")
 
 #: Modules whose source determines what a training run produces.
 TRAINING_CODE = (
-    "config.py",
+    "settings.py",
     "data",
     "nn",
     "scoring/metrics.py",
@@ -637,133 +636,6 @@ def log_compare_intervals(result: StepResult, *, echo: Echo = print) -> None:
         echo(f"[compare] added the loss groups' 95% intervals to run {result.parent_run_id}")
     else:
         tracking.log_metrics(found)
-
-
-@dataclass(frozen=True)
-class ChainConfig:
-    """The `main` chain as read from a YAML file in experiments/."""
-
-    path: Path
-    data_root: Path
-    synthesize: dict[str, Any] | None
-    train: dict[str, Any]
-    steps: dict[str, dict[str, Any]]
-
-
-CHAIN_STEPS = ("unimodal", "bimodal", "compare", "search", "fusion", "register")
-
-
-def load_chain(path: str | Path) -> ChainConfig:
-    """Read and validate a chain config.
-
-    Raises:
-        ValueError: missing file, YAML errors, unknown keys or steps (names the file).
-    """
-    import yaml
-
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"{path}: config file not found")
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ValueError(f"{path}: not valid YAML ({exc})") from None
-    if not isinstance(raw, dict):
-        raise ValueError(f"{path}: expected a mapping at the top level")
-    unknown = set(raw) - {"data_root", "synthesize", "train", "steps"}
-    if unknown:
-        raise ValueError(
-            f"{path}: unknown keys {sorted(unknown)}; expected data_root, synthesize, train, steps"
-        )
-    steps = raw.get("steps") or {}
-    bad = [s for s in steps if s not in CHAIN_STEPS]
-    if bad:
-        raise ValueError(f"{path}: unknown steps {bad}; expected some of {CHAIN_STEPS}")
-    return ChainConfig(
-        path=path,
-        data_root=Path(raw.get("data_root", "data/synthetic")),
-        synthesize=raw.get("synthesize"),
-        train=dict(raw.get("train") or {}),
-        steps={k: dict(v or {}) for k, v in steps.items()},
-    )
-
-
-def run_chain(
-    path: str | Path,
-    *,
-    force: bool = False,
-    echo: Echo = print,
-    build_config: Callable[..., TrainConfig],
-    extra_steps: Mapping[str, Callable[[TrainConfig, dict[str, Any], bool], Any]] | None = None,
-) -> dict[str, Any]:
-    """Run the chain's steps in order; each reuses identical finished runs unless forced.
-
-    ``build_config`` turns the file's ``train`` options into a TrainConfig (the CLI's
-    own builder, so the file accepts exactly the options of `train`). ``extra_steps``
-    plugs in steps that live in other modules (search, fusion).
-    """
-    chain = load_chain(path)
-    if chain.synthesize is not None and not chain.data_root.exists():
-        from ser_mlflow.data import write_synthetic_corpus
-
-        echo(f"[main] writing the synthetic corpus to {chain.data_root}")
-        write_synthetic_corpus(chain.data_root, progress=True, **chain.synthesize)
-    base = build_config(data_root=str(chain.data_root), **chain.train)
-    results: dict[str, Any] = {}
-    # Under `mlflow run -e main` the run MLflow created is the chain's own run and every
-    # step nests under it, in its experiment; otherwise the steps are top-level runs.
-    chain_run: Any = contextlib.nullcontext()
-    if tracking.launched_run_id():
-        chain_run = tracking.run_context(
-            experiment=base.experiment,
-            run_name=f"main: {chain.path.name}",
-            tags={tracking.TAG_STAGE: "pipeline", "ser.step": "main"},
-        )
-    with chain_run:
-        _chain_steps(chain, base, results, force=force, echo=echo, extra_steps=extra_steps)
-    return results
-
-
-def _chain_steps(
-    chain: ChainConfig,
-    base: TrainConfig,
-    results: dict[str, Any],
-    *,
-    force: bool,
-    echo: Echo,
-    extra_steps: Mapping[str, Callable[[TrainConfig, dict[str, Any], bool], Any]] | None,
-) -> None:
-    for step, opts in chain.steps.items():
-        echo(f"\n[main] step {step}")
-        if step == "unimodal":
-            fs = opts.get("feature_sets")
-            results[step] = unimodal(
-                base,
-                feature_sets=fs,
-                force=force,
-                echo=echo,
-                rank_metric=opts.get("rank_metric", "devel_ccc_mean"),
-            )
-        elif step == "bimodal":
-            results[step] = bimodal(
-                base,
-                top_k=int(opts.get("top_k", 7)),
-                force=force,
-                rank_metric=opts.get("rank_metric", "devel_ccc_mean"),
-                echo=echo,
-            )
-        elif step == "compare":
-            results[step] = compare(
-                base,
-                feature_set=opts.get("feature_set", "fau"),
-                seeds=[int(s) for s in opts.get("seeds", (0, 1, 2))],
-                force=force,
-                echo=echo,
-            )
-        elif extra_steps and step in extra_steps:
-            results[step] = extra_steps[step](base, opts, force)
-        else:
-            raise ValueError(f"{chain.path}: step {step!r} is not available in this version")
 
 
 def fusion_candidates(

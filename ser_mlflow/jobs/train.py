@@ -22,7 +22,6 @@ from typing import Any
 import numpy as np
 
 from ser_mlflow import tracking
-from ser_mlflow.config import DEFAULT_DATA_ROOT, TrainConfig
 from ser_mlflow.data import (
     Corpus,
     DataError,
@@ -36,6 +35,7 @@ from ser_mlflow.data import (
 )
 from ser_mlflow.data.fingerprint import corpus_fingerprint
 from ser_mlflow.scoring.metrics import score_recordings
+from ser_mlflow.settings import DEFAULT_DATA_ROOT, TrainConfig
 
 EpochCallback = Callable[[int, Mapping[str, float]], None]
 

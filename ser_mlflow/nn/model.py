@@ -12,8 +12,8 @@ from collections.abc import Sequence
 import keras
 import numpy as np
 
-from ser_mlflow.config import LossConfig, ModelConfig
 from ser_mlflow.nn.losses import MultitaskCCCLoss
+from ser_mlflow.settings import LossConfig, ModelConfig
 
 
 def build_model(n_features: int, attributes: Sequence[str], config: ModelConfig) -> keras.Model:

@@ -25,7 +25,7 @@ import mlflow
 from mlflow.entities import Run, RunStatus
 from mlflow.tracking import MlflowClient
 
-from ser_mlflow.config import DEFAULT_EXPERIMENT
+from ser_mlflow.settings import DEFAULT_EXPERIMENT
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 DEFAULT_ARTIFACT_DIR = "mlartifacts"
