@@ -25,7 +25,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 from ser_mlflow.data import pad_sequences, shift_labels, write_synthetic_corpus  # noqa: E402
-from ser_mlflow.jobs.train import fit_network, predict_partition, prepare, score_partition  # noqa: E402
+from ser_mlflow.nn.fit import fit_network, predict_partition, prepare, score_partition  # noqa: E402
 from ser_mlflow.settings import LossConfig, ModelConfig, TrainConfig  # noqa: E402
 
 

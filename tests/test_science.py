@@ -181,7 +181,7 @@ def test_register_best_registers_the_best_run(tracking_store: str, tmp_path: Pat
 
 
 def test_standardiser_uses_train_statistics_only(tiny_corpus: Path) -> None:
-    from ser_mlflow.jobs.train import prepare
+    from ser_mlflow.nn.fit import prepare
 
     data = prepare(_cfg(tiny_corpus, feature_sets=("egemaps", "fau")))
     parts = {p: data.corpus.partition(p) for p in ("Train", "Devel", "Test")}
@@ -202,7 +202,7 @@ def test_standardiser_uses_train_statistics_only(tiny_corpus: Path) -> None:
 def test_training_mask_leaves_out_frames_the_shift_left_without_labels(
     tiny_corpus: Path, shift: int
 ) -> None:
-    from ser_mlflow.jobs.train import _pad_batch, prepare
+    from ser_mlflow.nn.fit import _pad_batch, prepare
 
     data = prepare(_cfg(tiny_corpus, shift_frames=shift))
     train = data.corpus.partition("Train")
@@ -235,13 +235,9 @@ def test_predictions_are_shifted_back_when_written_and_served(
     tiny_corpus: Path, tmp_path: Path, shift: int
 ) -> None:
     """out[t] = network(features)[t - shift]: the label at t + shift taught frame t."""
-    from ser_mlflow.jobs.train import (
-        _preprocess_meta,
-        _write_predictions,
-        predict_partition,
-        prepare,
-    )
+    from ser_mlflow.jobs.train import _preprocess_meta, _write_predictions
     from ser_mlflow.models.pyfunc import SERModel, recordings_frame
+    from ser_mlflow.nn.fit import predict_partition, prepare
 
     cfg = _cfg(tiny_corpus, shift_frames=shift)
     data = prepare(cfg)
@@ -273,7 +269,7 @@ def test_training_beats_the_untrained_network_on_devel(tiny_corpus: Path) -> Non
     a clear margin (the last epoch, not the best one, so no selection on Devel helps)."""
     import keras
 
-    from ser_mlflow.jobs.train import fit_network, predict_partition, prepare, score_partition
+    from ser_mlflow.nn.fit import fit_network, predict_partition, prepare, score_partition
     from ser_mlflow.nn.model import build_model
 
     cfg = _cfg(tiny_corpus, epochs=10, seed=3, batch_size=2,
@@ -303,7 +299,7 @@ def test_training_returns_the_best_epochs_weights(tiny_corpus: Path, tmp_path: P
 
     import keras
 
-    from ser_mlflow.jobs.train import (
+    from ser_mlflow.nn.fit import (
         CHECKPOINT_BEST,
         CHECKPOINT_MODEL,
         CHECKPOINT_STATE,

@@ -367,7 +367,7 @@ def test_storage_password_is_masked() -> None:
     [
         (["--objective", "multi", "--sampler", "tpe"], "use sampler nsga2"),
         (["--prune", "--no-prune"], "contradict"),
-        (["--loss", "STL1"], "alpha, beta and gamma are searched"),
+        (["--loss", "STL1"], "No such option '--loss'"),  # the weights are searched
         (["--n-trials", "many"], "expected an integer"),
     ],
 )

@@ -184,8 +184,9 @@ def generated(root: Path) -> dict[Path, str]:
 
 
 @main.command(name="mlproject")
-@click.option("--root", type=click.Path(path_type=Path, file_okay=False, exists=True), default=Path("."),
-              show_default=True, help="Repository root holding MLproject and deploy/.")
+@click.option("--root", type=click.Path(path_type=Path, file_okay=False, exists=True),
+              default=Path("."), show_default=True,
+              help="Repository root holding MLproject and deploy/.")
 @click.option("--write", "mode", flag_value="write", help="Write the generated files.")
 @click.option("--check", "mode", flag_value="check",
               help="Exit 1 when a committed file differs from the generated one.")

@@ -18,7 +18,8 @@ import optuna
 from optuna.trial import TrialState
 
 from ser_mlflow import tracking
-from ser_mlflow.jobs.train import ensure_default_corpus, prepare
+from ser_mlflow.jobs.train import ensure_default_corpus
+from ser_mlflow.nn.fit import prepare
 from ser_mlflow.search.processes import _start_workers, _stop_workers, _tail
 from ser_mlflow.search.report import SearchResult, summarise, summary_text
 from ser_mlflow.search.spec import (

@@ -14,7 +14,8 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from ser_mlflow import tracking
-from ser_mlflow.jobs.train import Prepared, prepare, train_in_active_run
+from ser_mlflow.jobs.train import train_in_active_run
+from ser_mlflow.nn.fit import Prepared, prepare
 from ser_mlflow.search.spec import (
     ATTR_OWNER,
     ATTR_RUN,
