@@ -188,6 +188,49 @@ def _signals_deferred() -> Any:
             signal.raise_signal(n)
 
 
+def _start(cfg: TrainConfig, data: Prepared, resume_from: Path | None
+           ) -> tuple[Any, int, float, int, list[np.ndarray], list[dict[str, float]]]:
+    """(model, first epoch, best devel CCC, its epoch, its weights, history): new, or
+    as a checkpoint left them."""
+    import keras
+
+    from ser_mlflow.nn.model import build_model, compile_model
+
+    if resume_from is not None:
+        state = json.loads((resume_from / CHECKPOINT_STATE).read_text())
+        model = keras.saving.load_model(resume_from / CHECKPOINT_MODEL)
+        with np.load(resume_from / CHECKPOINT_BEST) as f:
+            best_weights = [f[f"arr_{i}"] for i in range(len(f.files))]
+        return (model, state["epoch"] + 1, state["best"], state["best_epoch"], best_weights,
+                state["history"])
+    model = build_model(data.corpus.n_features, data.attributes, cfg.model)
+    compile_model(model, cfg.model, cfg.loss)
+    return model, 1, -np.inf, 0, model.get_weights(), []
+
+
+def _train_epoch(model: Any, data: Prepared, batch_size: int, rng: np.random.Generator,
+                 epoch: int) -> dict[str, float]:
+    """One pass over Train, then devel CCC: the epoch's figures."""
+    feats = data.features["Train"]
+    lengths = np.array([len(f) for f in feats])
+    t0 = time.perf_counter()
+    losses = []
+    for idx in _batches(lengths, batch_size, rng):
+        x, y = _pad_batch(idx, feats, data.train_targets, data.train_valid)
+        losses.append(float(np.asarray(model.train_on_batch(x, y))))
+    train_seconds = time.perf_counter() - t0
+    scores = score_partition(data, "Devel", predict_partition(model, data, "Devel"),
+                             prefix="devel_")
+    row = {
+        "train_loss": float(np.mean(losses)),
+        "epoch_seconds": train_seconds,
+        **{k: v for k, v in scores.items() if k.startswith("devel_ccc_")},
+    }
+    if not np.isfinite(row["train_loss"]):
+        raise FloatingPointError(f"epoch {epoch}: training loss is {row['train_loss']}")
+    return row
+
+
 def fit_network(
     cfg: TrainConfig,
     data: Prepared,
@@ -209,26 +252,10 @@ def fit_network(
     import keras
     from tqdm.auto import tqdm
 
-    from ser_mlflow.nn.model import build_model, compile_model
-
     keras.utils.set_random_seed(cfg.seed)
-    start = 1
-    history: list[dict[str, float]] = []
-    if resume_from is not None:
-        state = json.loads((resume_from / CHECKPOINT_STATE).read_text())
-        model = keras.saving.load_model(resume_from / CHECKPOINT_MODEL)
-        with np.load(resume_from / CHECKPOINT_BEST) as f:
-            best_weights = [f[f"arr_{i}"] for i in range(len(f.files))]
-        start, best, best_epoch = state["epoch"] + 1, state["best"], state["best_epoch"]
-        history = state["history"]
-    else:
-        model = build_model(data.corpus.n_features, data.attributes, cfg.model)
-        compile_model(model, cfg.model, cfg.loss)
-        best, best_epoch, best_weights = -np.inf, 0, model.get_weights()
+    model, start, best, best_epoch, best_weights, history = _start(cfg, data, resume_from)
     # a resumed run draws the batches it would have drawn from its epoch on
     rng = np.random.default_rng([cfg.seed, start])
-    feats = data.features["Train"]
-    lengths = np.array([len(f) for f in feats])
     bar = tqdm(
         range(start, cfg.epochs + 1),
         desc="epochs",
@@ -240,22 +267,7 @@ def fit_network(
         total=cfg.epochs,
     )
     for epoch in bar:
-        t0 = time.perf_counter()
-        losses = []
-        for idx in _batches(lengths, cfg.batch_size, rng):
-            x, y = _pad_batch(idx, feats, data.train_targets, data.train_valid)
-            losses.append(float(np.asarray(model.train_on_batch(x, y))))
-        train_seconds = time.perf_counter() - t0
-        scores = score_partition(
-            data, "Devel", predict_partition(model, data, "Devel"), prefix="devel_"
-        )
-        row = {
-            "train_loss": float(np.mean(losses)),
-            "epoch_seconds": train_seconds,
-            **{k: v for k, v in scores.items() if k.startswith("devel_ccc_")},
-        }
-        if not np.isfinite(row["train_loss"]):
-            raise FloatingPointError(f"epoch {epoch}: training loss is {row['train_loss']}")
+        row = _train_epoch(model, data, cfg.batch_size, rng, epoch)
         history.append(row)
         if row["devel_ccc_mean"] > best:
             best, best_epoch, best_weights = row["devel_ccc_mean"], epoch, model.get_weights()
