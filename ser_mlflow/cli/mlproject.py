@@ -146,13 +146,8 @@ def _command(entry: Entry, params: list[tuple[click.Option, str, str]]) -> str:
         else:
             words.append(f"{flag} {{{name}}}")
     words += flags
-    lines, line = [], "     "
-    for w in words:
-        if len(line) + len(w) + 1 > 96 and line.strip():
-            lines.append(line)
-            line = "     "
-        line += " " + w
-    lines.append(line)
+    # one option a line: adding a setting adds a line to each entry point's command
+    lines = ["      " + w for w in words]
     return "    command: >-\n" + "\n".join(lines)
 
 
