@@ -349,6 +349,9 @@ class TrainConfig:
     shift_frames: int = setting(1, ge=0, expect="0 or more frames",
                                 help="Label shift to the front for training (1 frame = 0.1 s).")
     seed: int = setting(0, ge=0, lt=2**32, expect="an integer in [0, 2**32)")  # numpy's, Keras'
+    patience: int = setting(0, ge=0, expect="0 (off) or a number of epochs", required_param=False,
+                            help="Stop after this many epochs without a better devel CCC mean "
+                                 "(0 = off: train every epoch).")
     experiment: str = setting(
         "", param=False,
         help=f"MLflow experiment ('' = {DEFAULT_EXPERIMENT}); under `mlflow run` the run's own "

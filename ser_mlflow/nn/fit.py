@@ -285,6 +285,8 @@ def fit_network(
         )
         if on_epoch is not None:
             on_epoch(epoch, row)
+        if cfg.patience and epoch - best_epoch >= cfg.patience:
+            break  # early stopping: the best epoch's weights are restored below
     bar.close()
     model.set_weights(best_weights)
     return model, best_epoch, history
