@@ -286,6 +286,8 @@ class LossConfig:
     ) -> LossConfig:
         """Build a preset, MTL1 with custom alpha/beta (gamma = 1 - alpha - beta), or custom.
 
+        CC 16: the paper's three loss families and their checks, kept together as its rules.
+
         Raises:
             ValueError: unknown name, weights outside [0, 1], or all weights zero.
         """

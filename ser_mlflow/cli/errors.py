@@ -53,6 +53,9 @@ def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
 def describe_failure(exc: Exception) -> tuple[int, str]:
     """(exit code, one line) for a failure that is not plain bad input.
 
+    CC 17: one branch per kind of failure a user can meet (disk, credentials, wrong URI,
+    lost server), in the order they must be told apart.
+
     MLflow's REST errors name the HTTP status: 401/403 are configuration (credentials,
     permissions: exit 2), 404 on an API endpoint means the URI is not an MLflow server.
     """

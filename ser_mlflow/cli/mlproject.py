@@ -109,6 +109,16 @@ def _default_text(opt: click.Option) -> str:
     return str(default)
 
 
+def _project_default(entry: Entry, opt: click.Option, name: str, data_root: str | None
+                     ) -> str | None:
+    """The MLproject default of an option (None: a required parameter)."""
+    if name == "data_root" and data_root is not None:
+        return data_root
+    if name in entry.defaults or name in PROJECT_DEFAULTS:
+        return {**PROJECT_DEFAULTS, **entry.defaults}[name]
+    return None if opt.required else _default_text(opt)
+
+
 def _parameters(entry: Entry, *, exclude: tuple[str, ...] = (),
                 data_root: str | None = None) -> list[tuple[click.Option, str, str]]:
     """(option, param name, YAML spec) of an entry point, in the command's option order."""
@@ -120,14 +130,7 @@ def _parameters(entry: Entry, *, exclude: tuple[str, ...] = (),
         name = _param_name(opt)
         if name in entry.exclude or name in exclude or opt.name in entry.exclude:
             continue
-        if name in entry.defaults or name in PROJECT_DEFAULTS:
-            default: str | None = {**PROJECT_DEFAULTS, **entry.defaults}[name]
-        elif opt.required:
-            default = None
-        else:
-            default = _default_text(opt)
-        if name == "data_root" and data_root is not None:
-            default = data_root
+        default = _project_default(entry, opt, name, data_root)
         is_float = opt.type is click.FLOAT and default not in (None, "")
         kind = "float" if is_float else "string"
         spec = f"{{type: {kind}}}" if default is None else (

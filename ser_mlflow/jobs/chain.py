@@ -71,16 +71,9 @@ def _step_keys(step: str) -> list[str]:
             if n not in ("data_root", "experiment", "echo", "force")]
 
 
-def load_chain(path: str | Path) -> ChainConfig:
-    """Read and validate a chain config.
-
-    Raises:
-        ValueError: missing file, YAML errors, unknown keys, steps or settings (names the
-            file, the key and the keys allowed), or a malformed setting.
-    """
+def _read_mapping(path: Path) -> dict[str, Any]:
     import yaml
 
-    path = Path(path)
     if not path.is_file():
         raise ValueError(f"{path}: config file not found")
     try:
@@ -89,6 +82,18 @@ def load_chain(path: str | Path) -> ChainConfig:
         raise ValueError(f"{path}: not valid YAML ({exc})") from None
     if not isinstance(raw, dict):
         raise ValueError(f"{path}: expected a mapping at the top level")
+    return raw
+
+
+def load_chain(path: str | Path) -> ChainConfig:
+    """Read and validate a chain config.
+
+    Raises:
+        ValueError: missing file, YAML errors, unknown keys, steps or settings (names the
+            file, the key and the keys allowed), or a malformed setting.
+    """
+    path = Path(path)
+    raw = _read_mapping(path)
     unknown = set(raw) - set(TOP_KEYS)
     if unknown:
         raise ValueError(

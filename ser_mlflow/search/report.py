@@ -139,7 +139,11 @@ def summarise(
     study: optuna.Study, *, search_run_id: str, keys: Sequence[str], multi: bool,
     started: float,
 ) -> SearchResult:
-    """Log the study's outcome on the active parent run and return it."""
+    """Log the study's outcome on the active parent run and return it.
+
+    CC about 23: single- and multi-objective outcomes (best trial or Pareto front) share
+    one table, one set of counts and one set of logged metrics, read in one pass.
+    """
     result = SearchResult(
         study_name=study.study_name, storage="", parent_run_id=search_run_id,
         objective=study.user_attrs.get(STUDY_OBJECTIVE, ""), sampler="", keys=list(keys),

@@ -145,6 +145,9 @@ def _search(
     extra_tags: Mapping[str, str] | None,
     echo: Echo,
 ) -> SearchResult:
+    # About 100 lines on purpose: the order is the protocol (data checked before the parent
+    # run opens, the spec stored before tickets are queued, tickets before workers start);
+    # each step is already a helper of storage/tickets/worker/report.
     sampler, prune_on = resolve_settings(
         sampler=sampler, objective=objective, prune=prune, n_trials=n_trials, timeout=timeout,
         n_workers=n_workers, resume=resume, study_name=study_name,
@@ -168,14 +171,9 @@ def _search(
     n_before = len(study.get_trials(deepcopy=False))
     warmup = max(0, base.epochs // 10)
     tags = {
-        tracking.TAG_STAGE: "search",
-        tracking.TAG_FEATURE_SETS: "+".join(base.feature_sets),
-        tracking.TAG_LOSS: "custom",
-        TAG_STUDY: name,
-        "ser.optuna_storage": masked,
-        "ser.sampler": sampler,
-        "ser.objective": objective,
-        **(extra_tags or {}),
+        tracking.TAG_STAGE: "search", tracking.TAG_FEATURE_SETS: "+".join(base.feature_sets),
+        tracking.TAG_LOSS: "custom", TAG_STUDY: name, "ser.optuna_storage": masked,
+        "ser.sampler": sampler, "ser.objective": objective, **(extra_tags or {}),
     }
     started = time.time()
     with tracking.run_context(
@@ -208,38 +206,20 @@ def _search(
         if adopted:
             echo(f"{adopted} trial(s) still queued in the study run first (and count toward "
                  "the budget)")
-        echo(
-            f"Study {name!r} on {masked} ({n_before} earlier trials): objective "
-            f"{'+'.join(keys)}, sampler {sampler}, pruning {'on' if prune_on else 'off'}, "
-            f"{n_trials if n_trials is not None else 'unlimited'} trials"
-            f"{f', timeout {timeout:g} s' if timeout else ''}, {n_workers} worker(s); "
-            f"search run {parent_id}"
-        )
-        echo(
-            "More workers (this storage and tracking server, any machine): "
-            f"{STORAGE_ENV}=<storage URL> python -m ser_mlflow.search worker "
-            f"--study-name {name} --search-run-id {parent_id}"
-        )
+        echo(f"Study {name!r} on {masked} ({n_before} earlier trials): objective "
+             f"{'+'.join(keys)}, sampler {sampler}, pruning {'on' if prune_on else 'off'}, "
+             f"{n_trials if n_trials is not None else 'unlimited'} trials"
+             f"{f', timeout {timeout:g} s' if timeout else ''}, {n_workers} worker(s); "
+             f"search run {parent_id}")
+        echo("More workers (this storage and tracking server, any machine): "
+             f"{STORAGE_ENV}=<storage URL> python -m ser_mlflow.search worker "
+             f"--study-name {name} --search-run-id {parent_id}")
         worker = Worker(
             study, spec, data, search_run_id=parent_id, budgeted=n_trials is not None,
             echo=echo,
         )
-        with tempfile.TemporaryDirectory(prefix="ser-search-") as tmp:
-            procs = _start_workers(
-                n_workers - 1, storage_url=url, study_name=name, search_run_id=parent_id,
-                logdir=Path(tmp),
-            )
-            try:
-                _coordinate(worker, procs, n_trials=n_trials, progress=progress, echo=echo)
-            except BaseException:
-                _stop_workers(procs)
-                raise
-            finally:
-                for _, log in procs:
-                    with contextlib.suppress(Exception):
-                        tracking.log_text(
-                            log.read_text(errors="replace"), f"workers/{log.name}"
-                        )
+        _run_with_workers(worker, n_workers - 1, url=url, study_name=name,
+                          n_trials=n_trials, progress=progress, echo=echo)
         result = summarise(
             study, search_run_id=parent_id, keys=keys, multi=objective == "multi",
             started=started,
@@ -248,6 +228,26 @@ def _search(
     echo(summary_text(result))
     _publish_view(result, echo)
     return result
+
+
+def _run_with_workers(worker: Worker, n_extra: int, *, url: str, study_name: str,
+                      n_trials: int | None, progress: bool, echo: Echo) -> None:
+    """Run trials here while ``n_extra`` local worker processes run others; their logs
+    become the search run's ``workers/`` artifacts."""
+    with tempfile.TemporaryDirectory(prefix="ser-search-") as tmp:
+        procs = _start_workers(
+            n_extra, storage_url=url, study_name=study_name,
+            search_run_id=worker.search_run_id, logdir=Path(tmp),
+        )
+        try:
+            _coordinate(worker, procs, n_trials=n_trials, progress=progress, echo=echo)
+        except BaseException:
+            _stop_workers(procs)
+            raise
+        finally:
+            for _, log in procs:
+                with contextlib.suppress(Exception):
+                    tracking.log_text(log.read_text(errors="replace"), f"workers/{log.name}")
 
 
 def _publish_view(result: SearchResult, echo: Callable[[str], None]) -> None:

@@ -98,6 +98,9 @@ def resolve_settings(
 ) -> tuple[str, bool]:
     """Validate the option combination; return (sampler, prune) with defaults filled in.
 
+    CC about 21: one flat check per rule, each with its own message; nesting them in
+    helpers would only hide which combination a message is about.
+
     Defaults: TPE for one objective, NSGA-II for ``multi``; pruning on for one objective
     (Optuna cannot prune multi-objective studies, so it is off there).
 
