@@ -5,9 +5,8 @@ The same command as ``ser-mlflow search-worker``; its options and error handling
 there.
 """
 
-import click
-
+from ser_mlflow.cli.errors import OneLineGroup
 from ser_mlflow.cli.search import search_worker
 
 if __name__ == "__main__":
-    click.Group(commands={"worker": search_worker})(prog_name="python -m ser_mlflow.search")
+    OneLineGroup(commands={"worker": search_worker})(prog_name="python -m ser_mlflow.search")
