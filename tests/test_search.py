@@ -281,6 +281,7 @@ def test_chain_step_runs_once_then_is_reused(
 
 _CLAIMER = """
 import json, sys
+from ser_mlflow.search.storage import open_storage
 from ser_mlflow.search.tickets import claim_ticket
 st = open_storage(sys.argv[1])
 sid = st.get_study_id_from_name("race")
