@@ -36,11 +36,14 @@ This module imports neither TensorFlow nor MLflow.
 
 from __future__ import annotations
 
+import tempfile
 import threading
 import time
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -416,6 +419,54 @@ def _sub(M: np.ndarray, r: slice | np.ndarray, c: slice | np.ndarray) -> np.ndar
     return M[np.ix_(rr, cc)]
 
 
+def _design(
+    Zx: np.ndarray,
+    Zs: np.ndarray | None,
+    rows: np.ndarray,
+    cx: slice | np.ndarray,
+    cs: slice | np.ndarray | None,
+) -> np.ndarray:
+    """Feature rows of the training frames (without the constant column): the input
+    windows ``Zx``, then the previous stage's output windows ``Zs`` when there are any."""
+    Z = Zx[rows][:, cx]
+    if Zs is not None:
+        Z = np.hstack((Z, Zs[rows][:, cs]))
+    return np.asarray(Z)
+
+
+@contextmanager
+def _shared(
+    n_jobs: int | None, Zx: np.ndarray, Zs: np.ndarray | None
+) -> Iterator[tuple[np.ndarray | str, np.ndarray | str | None]]:
+    """The window banks as worker processes should receive them: the arrays themselves
+    when the fits run in this process, else ``.npy`` files each worker maps read-only
+    (written once per stage; joblib would hash and dump the array once per fit)."""
+    if effective_n_jobs(n_jobs) == 1:
+        yield Zx, Zs
+        return
+    with tempfile.TemporaryDirectory(prefix="ser-fusion-") as tmp:
+        np.save(Path(tmp, "x.npy"), Zx)
+        if Zs is not None:
+            np.save(Path(tmp, "s.npy"), Zs)
+        yield str(Path(tmp, "x.npy")), None if Zs is None else str(Path(tmp, "s.npy"))
+
+
+def _liblinear_cell(
+    Zx: np.ndarray | str,
+    Zs: np.ndarray | str | None,
+    rows: np.ndarray,
+    cx: slice | np.ndarray,
+    cs: slice | np.ndarray | None,
+    y: np.ndarray,
+    C: float,
+    params: dict[str, Any],
+) -> tuple[np.ndarray, int]:
+    """One published-solver fit of one C and attribute (run in a worker process)."""
+    zx = np.load(Zx, mmap_mode="r") if isinstance(Zx, str) else Zx
+    zs = np.load(Zs, mmap_mode="r") if isinstance(Zs, str) else Zs
+    return liblinear_fit(_design(zx, zs, rows, cx, cs), y, C, params)
+
+
 @dataclass
 class _Sums:
     """Sufficient statistics of a set of frames: the pieces of the augmented Gram matrix
@@ -567,6 +618,7 @@ class _Engine:
         # stage-1 fits depend only on the training folds: outer and inner runs share them
         self.cache: dict[tuple[Any, ...], _UnitFit] = {}
         self.warm: dict[tuple[Any, ...], tuple[np.ndarray, np.ndarray]] = {}
+        self._liblinear_done: dict[tuple[Any, ...], np.ndarray] = {}
         # BLAS threads for the ADMM products: n_jobs when the procedure runs once (paper),
         # else 1 because the outer folds already run in parallel
         self.blas_threads = effective_n_jobs(est.n_jobs) if est.protocol == "paper" else 1
@@ -598,31 +650,39 @@ class _Engine:
         cs = None if sbank is None else sbank.cols(k, unit.ssub)
         return self.xbank.cols(k, unit.xsub), cs
 
-    def _design(
-        self,
-        rows: np.ndarray,
-        cx: slice | np.ndarray,
-        sbank: _Bank | None,
-        cs: slice | np.ndarray | None,
-    ) -> np.ndarray:
-        """Feature rows of the training frames (without the constant column)."""
-        Z = self.xbank.Z[rows][:, cx]
-        if sbank is not None:
-            Z = np.hstack((Z, sbank.Z[rows][:, cs]))
-        return Z
+    def _key(self, blocks: Sequence[int], k: int, unit: _Unit) -> tuple[Any, ...]:
+        return (frozenset(blocks), k, unit.inputs, unit.attrs.start)
+
+    def _memo_of(
+        self, sbank: _Bank | None, memo: dict[tuple[Any, ...], _UnitFit] | None
+    ) -> dict[tuple[Any, ...], _UnitFit] | None:
+        """Where a fit is kept: stage 1 in the engine (every pass shares it), a later stage
+        in its pass's ``memo``. ADMM fits are never reused at later stages: each one moves
+        the warm start of the next, so skipping one would change later results."""
+        if sbank is None:
+            return self.cache
+        if self.est.solver == "exact" and self.est.loss == "epsilon_insensitive":
+            return None
+        return memo
 
     def _fit(
-        self, sums: _Sums, blocks: Sequence[int], k: int, unit: _Unit, sbank: _Bank | None
+        self,
+        sums: _Sums,
+        blocks: Sequence[int],
+        k: int,
+        unit: _Unit,
+        sbank: _Bank | None,
+        memo: dict[tuple[Any, ...], _UnitFit] | None = None,
     ) -> _UnitFit:
-        """Weights for every C fitted on ``blocks`` (cached at stage 1)."""
-        key = (frozenset(blocks), k, unit.inputs, unit.attrs.start)
-        if sbank is None and key in self.cache:
-            return self.cache[key]
+        """Weights for every C fitted on ``blocks``, kept for reuse (see ``_memo_of``):
+        the refit of a chosen grid point on the same frames is then a look-up."""
+        key = self._key(blocks, k, unit)
+        store = self._memo_of(sbank, memo)
+        if store is not None and key in store:
+            return store[key]
         cx, cs = self._cols(k, unit, sbank)
         est = self.est
-        need_gram = est.solver == "exact" or est.calibrate
-        G, r = sums.system(cx, cs) if need_gram else (None, None)
-        n_attrs = unit.attrs.stop - unit.attrs.start
+        G, r = sums.system(cx, cs) if est.solver == "exact" or est.calibrate else (None, None)
         rows = self._rows_of(blocks)
         if est.solver == "exact" and est.loss == "squared_epsilon_insensitive":
             assert G is not None and r is not None
@@ -632,44 +692,107 @@ class _Engine:
             # warm start from the last reach fitted on these frames (ADMM state is per frame)
             wkey = (frozenset(blocks), unit.inputs, unit.attrs.start, sbank is None)
             W, n_iter, self.warm[wkey] = lad_grid(
-                self._design(rows, cx, sbank, cs), G, self.Y[rows, unit.attrs], self.Cs,
-                self.warm.get(wkey), self.blas_threads,
+                _design(self.xbank.Z, None if sbank is None else sbank.Z, rows, cx, cs),
+                G, self.Y[rows, unit.attrs], self.Cs, self.warm.get(wkey), self.blas_threads,
             )  # fmt: skip
             self.n_iter = max(self.n_iter, n_iter)
         else:
-            Z = self._design(rows, cx, sbank, cs)
-            params = {
-                "loss": est.loss,
-                "max_iter": est.max_iter,
-                "tol": est.tol,
-                "random_state": est.random_state,
-            }
-            attrs = range(unit.attrs.start, unit.attrs.stop)
-            jobs = [(ci, a) for ci in range(self.Cs.size) for a in attrs]
-            # largest C first: those fits run longest, so both workers stay busy to the end
-            order = sorted(range(len(jobs)), key=lambda i: -self.Cs[jobs[i][0]])
-            # Processes, not threads: liblinear draws its coordinate order from one global
-            # Mersenne twister per process (sklearn's newrand.h) with the GIL released, so
-            # concurrent fits in threads interleave their draws and random_state no longer
-            # fixes the result (the published recipe's liking moved 0.189-0.214).
-            done = Parallel(n_jobs=est.n_jobs, backend="loky")(
-                delayed(liblinear_fit)(Z, self.Y[rows, a], float(self.Cs[ci]), params)
-                for ci, a in (jobs[i] for i in order)
-            )
-            by_job = dict(zip(order, done, strict=True))
-            fits = [by_job[i] for i in range(len(jobs))]
-            W = np.stack([w for w, _ in fits]).reshape(self.Cs.size, n_attrs, -1)
-            W = W.transpose(0, 2, 1)
-            self.n_iter = max(self.n_iter, *(it for _, it in fits))
-        if est.calibrate:
+            self._liblinear([(blocks, k, unit)], sbank)
+            W = self._liblinear_done.pop(key)
+        fit = self._finish(W, G, sums, unit)
+        if store is not None:
+            store[key] = fit
+        return fit
+
+    def _finish(
+        self, W: np.ndarray, G: np.ndarray | None, sums: _Sums, unit: _Unit
+    ) -> _UnitFit:
+        n_attrs = unit.attrs.stop - unit.attrs.start
+        if self.est.calibrate:
             assert G is not None
             gain, shift = calibration(G, W, sums.ystats[:, unit.attrs])
         else:
             gain, shift = np.ones((self.Cs.size, n_attrs)), np.zeros((self.Cs.size, n_attrs))
-        fit = _UnitFit(W=W, gain=gain, shift=shift)
-        if sbank is None:
-            self.cache[key] = fit
-        return fit
+        return _UnitFit(W=W, gain=gain, shift=shift)
+
+    def _liblinear(
+        self, cells: Sequence[tuple[Sequence[int], int, _Unit]], sbank: _Bank | None
+    ) -> None:
+        """Fit every C and attribute of each (blocks, k, unit) cell with the published
+        solver in ONE pool of processes, into ``_liblinear_done`` (weights by cell key).
+
+        Why one pool for the whole grid of a stage: fits of one k alone (C x attributes)
+        leave a worker idle at the end of every k; here the longest fits (largest C) of
+        all k start first. Why processes: liblinear draws its coordinate order from one
+        global Mersenne twister per process (sklearn's newrand.h) with the GIL released, so
+        fits in threads interleave their draws and random_state no longer fixes the result
+        (the published recipe's liking moved 0.189-0.214). Each fit is seeded by
+        ``random_state`` alone, so the order and the worker change nothing: the result is
+        bitwise that of the sequential run (``n_jobs=1``; tests/test_fusion.py). The
+        windows go to the workers once per stage as memory-mapped files, not once per fit.
+        """
+        est = self.est
+        params = {
+            "loss": est.loss, "max_iter": est.max_iter, "tol": est.tol,
+            "random_state": est.random_state,
+        }  # fmt: skip
+        jobs = []
+        for blocks, k, unit in cells:
+            cx, cs = self._cols(k, unit, sbank)
+            rows = self._rows_of(blocks)
+            for ci in range(self.Cs.size):
+                for a in range(unit.attrs.start, unit.attrs.stop):
+                    jobs.append((self._key(blocks, k, unit), ci, rows, cx, cs, a))
+        # largest C first: those fits run longest, so both workers stay busy to the end
+        order = sorted(range(len(jobs)), key=lambda i: -self.Cs[jobs[i][1]])
+        with _shared(est.n_jobs, self.xbank.Z, None if sbank is None else sbank.Z) as (zx, zs):
+            done = Parallel(n_jobs=est.n_jobs, backend="loky")(
+                delayed(_liblinear_cell)(
+                    zx, zs, jobs[i][2], jobs[i][3], jobs[i][4], self.Y[jobs[i][2], jobs[i][5]],
+                    float(self.Cs[jobs[i][1]]), params,
+                )
+                for i in order
+            )  # fmt: skip
+        fits = dict(zip(order, done, strict=True))
+        self.n_iter = max(self.n_iter, *(it for _, it in done))
+        for blocks, k, unit in cells:
+            key = self._key(blocks, k, unit)
+            mine = [fits[i][0] for i in range(len(jobs)) if jobs[i][0] == key]
+            n_attrs = unit.attrs.stop - unit.attrs.start
+            W = np.stack(mine).reshape(self.Cs.size, n_attrs, -1).transpose(0, 2, 1)
+            self._liblinear_done[key] = W
+
+    def _prefetch(
+        self,
+        splits: Sequence[tuple[Sequence[int], Sequence[int]]],
+        split_sums: Sequence[_Sums],
+        sbank: _Bank | None,
+        memo: dict[tuple[Any, ...], _UnitFit],
+    ) -> None:
+        """Under the published solver, fit the whole grid of a stage at once (``_liblinear``)
+        and keep each fit where ``_fit`` will look for it."""
+        if self.est.solver != "liblinear":
+            return
+        store = self._memo_of(sbank, memo)
+        assert store is not None
+        cells: list[tuple[Sequence[int], int, _Unit, _Sums]] = []
+        seen: set[tuple[Any, ...]] = set()
+        for sel in self.selections:
+            for unit in self.units[sel]:
+                for k in self.ks.tolist():
+                    for (fit_blocks, _), sums in zip(splits, split_sums, strict=True):
+                        key = self._key(fit_blocks, k, unit)
+                        if key not in store and key not in seen:
+                            seen.add(key)
+                            cells.append((fit_blocks, k, unit, sums))
+        if not cells:
+            return
+        self._liblinear([(b, k, u) for b, k, u, _ in cells], sbank)
+        for blocks, k, unit, sums in cells:
+            key = self._key(blocks, k, unit)
+            cx, cs = self._cols(k, unit, sbank)
+            G = sums.system(cx, cs)[0] if self.est.calibrate else None
+            store[key] = self._finish(self._liblinear_done.pop(key), G, sums, unit)
 
     def _apply(
         self, fit: _UnitFit, k: int, unit: _Unit, b: int, sbank: _Bank | None
@@ -751,6 +874,8 @@ class _Engine:
             split_sums = [total(fit_blocks) for fit_blocks, _ in splits]
             all_sums = split_sums[0] if one_fold else total(train)
 
+            memo: dict[tuple[Any, ...], _UnitFit] = {}  # this stage's fits (see _fit)
+            self._prefetch(splits, split_sums, sbank, memo)
             grid = np.full((len(self.selections), ks.size, train_rows.size, Cs.size, A), np.nan)
             for si, sel in enumerate(self.selections):
                 for unit in self.units[sel]:
@@ -759,7 +884,7 @@ class _Engine:
                         for (fit_blocks, eval_blocks), sums in zip(
                             splits, split_sums, strict=True
                         ):
-                            fit = self._fit(sums, fit_blocks, k, unit, sbank)
+                            fit = self._fit(sums, fit_blocks, k, unit, sbank, memo)
                             for b in eval_blocks:
                                 out = self._apply(fit, k, unit, b, sbank)
                                 grid[si, ki, pos : pos + out.shape[0], :, unit.attrs] = out
@@ -795,7 +920,7 @@ class _Engine:
                 S_new[train_rows, a] = grid[si, ki, :, ci, a]
                 if not (test or keep_models or insample_inputs):
                     continue
-                fit = self._fit(all_sums, train, k, unit, sbank)
+                fit = self._fit(all_sums, train, k, unit, sbank, memo)
                 if insample_inputs:
                     for b in train:
                         S_new[self.rows(b), a] = self._apply(fit, k, unit, b, sbank)[:, ci, j]
@@ -823,7 +948,7 @@ class _Engine:
                 )
             S = S_new
             # a suspended pass keeps only S: the recipe choice holds dozens of them
-            del sbank, block_sums, split_sums, all_sums, grid, total
+            del sbank, block_sums, split_sums, all_sums, grid, total, memo
             yield res
 
     @staticmethod
