@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ser_mlflow.fusion.estimator import MultistageSVRFusion, stack_recordings
+from ser_mlflow.fusion import MultistageSVRFusion, stack_recordings
 from ser_mlflow.scoring.metrics import ccc
 
 ATTRIBUTES = ("arousal", "valence", "liking")

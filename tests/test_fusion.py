@@ -1,4 +1,4 @@
-"""Tests for ser_mlflow.fusion.estimator: windows, the estimator contract, protocols, real data."""
+"""Tests for ser_mlflow.fusion: windows, the estimator contract, protocols, real data."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from sklearn.exceptions import ConvergenceWarning, NotFittedError
 from sklearn.svm import LinearSVR
 from sklearn.utils.estimator_checks import check_estimator
 
-from ser_mlflow.fusion.estimator import (
+from ser_mlflow.fusion import (
     RECIPES,
     MultistageSVRFusion,
     context_windows,

@@ -19,7 +19,7 @@ import pytest
 
 from ser_mlflow.config import LossConfig, ModelConfig, TrainConfig
 from ser_mlflow.data import read_avec_csv, write_avec_csv
-from ser_mlflow.fusion.estimator import MultistageSVRFusion, group_codes
+from ser_mlflow.fusion import MultistageSVRFusion, group_codes
 
 ATTRS = ("arousal", "valence", "liking")
 QUIET = {"echo": lambda s: None}

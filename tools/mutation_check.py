@@ -68,7 +68,7 @@ MUTANTS = (
          "tests/test_fusion.py::test_cv_scores_are_out_of_fold_on_noise"),
     ),
     Mutant(
-        "M03", "context windows run across recording boundaries", "ser_mlflow/fusion/estimator.py",
+        "M03", "context windows run across recording boundaries", "ser_mlflow/fusion/windows.py",
         "    lo = starts[run][pos]\n    hi = ends[run][pos]",
         "    lo = np.zeros_like(pos)\n    hi = np.full_like(pos, n - 1)",
         ("tests/test_fusion.py::test_context_windows_match_loop_with_interleaved_groups",

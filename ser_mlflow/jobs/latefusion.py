@@ -3,7 +3,7 @@
 `fusion` asks the tracking server (not local state) for the top-N FINISHED runs by a
 metric, downloads their ``predictions/`` artifacts with MLflow's artifact API, aligns them
 by recording name, fits
-:class:`~ser_mlflow.fusion.estimator.MultistageSVRFusion` on Devel and logs a
+:class:`~ser_mlflow.fusion.MultistageSVRFusion` on Devel and logs a
 fusion run with its lineage. Under ``protocol=cv`` (default) every reported score is on
 recordings the fusion did not fit; ``protocol=paper`` is in-sample, as published, and the
 run's tags and printed output say so.
@@ -272,7 +272,7 @@ def run_fusion(
         ValueError: bad options, fewer than two usable inputs, recordings that differ
             between inputs (names the run and file), NaN predictions.
     """
-    from ser_mlflow.fusion.estimator import MultistageSVRFusion, stack_recordings
+    from ser_mlflow.fusion import MultistageSVRFusion, stack_recordings
 
     if protocol not in ("cv", "paper"):
         raise ValueError(f"protocol: expected cv or paper, got {protocol!r}")
@@ -666,7 +666,7 @@ def fusion_intervals(
 
 def recipe_report(est: Any, attributes: Sequence[str]) -> dict[str, Any]:
     """What the fusion chose, per outer fold and for the final model (JSON-ready)."""
-    from ser_mlflow.fusion.estimator import RECIPES
+    from ser_mlflow.fusion import RECIPES
 
     def named(choices: list[dict[str, Any]]) -> dict[str, Any]:
         return dict(zip(attributes, choices, strict=True))
