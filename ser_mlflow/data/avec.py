@@ -253,6 +253,25 @@ def _read_table(path: Path, *, what: str) -> _Table:
         DataError: empty file, unknown or mixed separator, fewer than 3 columns,
             ragged rows, non-numeric or non-finite values.
     """
+    raw, body, first = _read_bytes(path, what)
+    sep = _separator(path, body, first)
+    fields = [f.strip() for f in first.split(sep)]
+    _check_header(path, body, fields, what)
+    has_header = not _is_number(fields[2].strip("'\""))
+    header = tuple(f.strip("'\"") for f in fields) if has_header else None
+    ncol = len(fields)
+    frame = _parse_rows(path, body, sep, has_header, ncol, what)
+    names = header or ("name", "time", *(f"f{i}" for i in range(1, ncol - 1)))
+    first_data_line = 2 if has_header else 1
+    names_column = frame.iloc[:, 0]
+    values = _numeric_values(path, frame.iloc[:, 1:], names, first_data_line)
+    _check_times(path, values[:, 0], names[1], first_data_line)
+    _check_names(path, names_column, names[0], first_data_line)
+    return _Table(path, raw, header, values[:, 0].copy(), values[:, 1:])
+
+
+def _read_bytes(path: Path, what: str) -> tuple[bytes, bytes, str]:
+    """The file's bytes, its body without a UTF-8 BOM and its first line as text."""
     try:
         raw = path.read_bytes()
     except OSError as exc:
@@ -266,7 +285,11 @@ def _read_table(path: Path, *, what: str) -> _Table:
         first = first_bytes.decode("utf-8").rstrip("\r")
     except UnicodeDecodeError:
         raise DataError(f"{path}: first line is not UTF-8 text") from None
+    return raw, body, first
 
+
+def _separator(path: Path, body: bytes, first: str) -> str:
+    """The one separator of the file, ';' or ',', read from its first line."""
     present = [s for s in _SEPARATORS if s in first]
     if len(present) == 2:
         raise DataError(
@@ -285,8 +308,11 @@ def _read_table(path: Path, *, what: str) -> _Table:
             f"{path}: mixed separators: line {_line_of(body, bad)} contains {other!r} but the "
             f"first line separates fields with {sep!r}"
         )
+    return sep
 
-    fields = [f.strip() for f in first.split(sep)]
+
+def _check_header(path: Path, body: bytes, fields: list[str], what: str) -> None:
+    """At least name, time and one value column; the whole body UTF-8."""
     if len(fields) < 3:
         expected = (
             "name;timestamp;<attribute>... (missing attribute column)"
@@ -303,10 +329,12 @@ def _read_table(path: Path, *, what: str) -> _Table:
             f"{path}: line {line} is not UTF-8 text (byte 0x{body[exc.start]:02x} at "
             f"character {column}); expected UTF-8 (re-save the file as UTF-8)"
         ) from None
-    has_header = not _is_number(fields[2].strip("'\""))
-    header = tuple(f.strip("'\"") for f in fields) if has_header else None
-    ncol = len(fields)
 
+
+def _parse_rows(
+    path: Path, body: bytes, sep: str, has_header: bool, ncol: int, what: str
+) -> pd.DataFrame:
+    """The data rows, each with as many fields as the first line."""
     try:
         frame = pd.read_csv(
             io.BytesIO(body),
@@ -324,16 +352,18 @@ def _read_table(path: Path, *, what: str) -> _Table:
         ) from None
     if frame.shape[0] == 0:
         raise DataError(f"{path}: empty {what} file: no data rows after the header")
-
-    names = header or ("name", "time", *(f"f{i}" for i in range(1, ncol - 1)))
-    first_data_line = 2 if has_header else 1
     if frame.shape[1] != ncol:
         raise DataError(
             f"{path}: {frame.shape[1]} fields per row but {ncol} in the first line; expected "
             "the same number of fields on every row"
         )
-    names_column = frame.iloc[:, 0]
-    frame = frame.iloc[:, 1:]
+    return frame
+
+
+def _numeric_values(
+    path: Path, frame: pd.DataFrame, names: Sequence[str], first_data_line: int
+) -> np.ndarray:
+    """The time and value columns as float64: numbers, finite, within float32's range."""
     for j, col in enumerate(frame.columns):
         series = frame[col]
         if pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series):
@@ -363,9 +393,7 @@ def _read_table(path: Path, *, what: str) -> _Table:
             f"{j + 2}) at line {first_data_line + row} is out of range; expected |x| <= "
             f"{_FLOAT32_MAX:.3g} (the network computes in float32)"
         )
-    _check_times(path, values[:, 0], names[1], first_data_line)
-    _check_names(path, names_column, names[0], first_data_line)
-    return _Table(path, raw, header, values[:, 0].copy(), values[:, 1:])
+    return values
 
 
 _FLOAT32_MAX = float(np.finfo(np.float32).max)

@@ -16,6 +16,7 @@ No TensorFlow or MLflow imports.
 from __future__ import annotations
 
 import tempfile
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,6 +25,7 @@ from typing import Any
 import numpy as np
 from joblib import effective_n_jobs
 from scipy.linalg import cho_factor, cho_solve
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.svm import LinearSVR
 from threadpoolctl import threadpool_limits
 
@@ -221,4 +223,8 @@ def liblinear_cell(
     """One published-solver fit of one C and attribute (run in a worker process)."""
     zx = np.load(Zx, mmap_mode="r") if isinstance(Zx, str) else Zx
     zs = np.load(Zs, mmap_mode="r") if isinstance(Zs, str) else Zs
-    return liblinear_fit(design(zx, zs, rows, cx, cs), y, C, params)
+    with warnings.catch_warnings():
+        # one warning per unconverged fit, from every worker; the estimator sums them up
+        # from the iteration counts in one warning
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return liblinear_fit(design(zx, zs, rows, cx, cs), y, C, params)
