@@ -97,6 +97,18 @@ class Run:
     seconds: list[float] = field(default_factory=list)  # wall time of each stage
 
 
+@dataclass
+class _Stage:
+    """One stage of one pass: the previous stage's output windows, the fold splits, the
+    Gram sums of their training frames and the stage's fits (see ``Engine._fit``)."""
+
+    sbank: Bank | None
+    splits: list[tuple[list[int], list[int]]]
+    split_sums: list[Sums]
+    all_sums: Sums
+    memo: dict[tuple[Any, ...], UnitFit] = field(default_factory=dict)
+
+
 class Engine:
     """The multistage procedure on frames grouped into folds (contiguous row blocks)."""
 
@@ -350,15 +362,11 @@ class Engine:
         outputs (``'insample'``). With a single training fold (the innermost level of the
         recipe choice when ``n_splits=3``) k and C are chosen in-sample on it.
         """
-        ks, Cs, A = self.ks, self.Cs, self.n_out
         train, test = list(train), list(test)
         if not train:
             raise ValueError("cross-validation needs at least one training fold")
         one_fold = in_sample or len(train) < 2
         train_rows = self._rows_of(train)
-        y_train = self.Y[train_rows]
-        n_test = sum(self.rows(b).stop - self.rows(b).start for b in test)
-        insample_inputs = not in_sample and self.params.stage_inputs == "insample"
         res = Run()
         S: np.ndarray | None = None  # previous stage's outputs, all frames, fold order
         for stage in range(self.params.n_stages):
@@ -366,93 +374,20 @@ class Engine:
             sbank = (
                 None
                 if S is None
-                else make_bank(S, self.fit_codes, ks, self.params.context, self.published)
+                else make_bank(S, self.fit_codes, self.ks, self.params.context, self.published)
             )
-            block_sums: dict[int, Sums] = {}
-            for b in train:
-                rows = self.rows(b)
-                block_sums[b] = (
-                    self.xsums[b]
-                    if sbank is None
-                    else with_s(self.xsums[b], self.xbank.Z[rows], sbank.Z[rows], self.Y[rows])
-                )
-
-            def total(blocks: Sequence[int], sums: dict[int, Sums] = block_sums) -> Sums:
-                out = sums[blocks[0]]
-                for b in blocks[1:]:
-                    out = out + sums[b]
-                return out
-
-            if one_fold:
-                splits = [(train, train)]
-            else:
-                splits = [([b for b in train if b != g], [g]) for g in train]
-            split_sums = [total(fit_blocks) for fit_blocks, _ in splits]
-            all_sums = split_sums[0] if one_fold else total(train)
-
-            memo: dict[tuple[Any, ...], UnitFit] = {}  # this stage's fits (see _fit)
-            self._prefetch(splits, split_sums, sbank, memo)
-            grid = np.full((len(self.selections), ks.size, train_rows.size, Cs.size, A), np.nan)
-            for si, sel in enumerate(self.selections):
-                for unit in self.units[sel]:
-                    for ki, k in enumerate(ks.tolist()):
-                        pos = 0
-                        for (fit_blocks, eval_blocks), sums in zip(
-                            splits, split_sums, strict=True
-                        ):
-                            fit = self._fit(sums, fit_blocks, k, unit, sbank, memo)
-                            for b in eval_blocks:
-                                out = self._apply(fit, k, unit, b, sbank)
-                                grid[si, ki, pos : pos + out.shape[0], :, unit.attrs] = out
-                                pos += out.shape[0]
-                        if self.params.verbose > 1 and keep_models:
-                            self._say(
-                                f"stage {stage + 1}/{self.params.n_stages}: inputs {sel}, k={k} "
-                                f"fitted for {Cs.size} C value{'s' * (Cs.size != 1)} "
-                                f"({time.perf_counter() - started:.1f} s into the stage)"
-                            )
-
-            scores = np.empty(grid.shape[:2] + (Cs.size, A))
-            for idx in np.ndindex(*scores.shape):
-                si, ki, ci, a = idx
-                allowed = self.selections[si] in self.allowed[a]
-                scores[idx] = ccc(grid[si, ki, :, ci, a], y_train[:, a]) if allowed else np.nan
-
-            S_new = np.zeros((self.X.shape[0], A))
-            chosen: list[tuple[str, int, float]] = []
-            best = np.empty(A)
-            models: list[StageModel] = []
-            test_out = np.empty((n_test, A))
-            for a in range(A):
-                flat = scores[..., a].ravel()
-                # first best in grid order, as the published strict '>' scan; NaN never wins
-                i = int(np.nanargmax(flat)) if np.isfinite(flat).any() else 0
-                si, ki, ci = (int(v) for v in np.unravel_index(i, scores.shape[:3]))
-                sel, k = self.selections[si], int(ks[ki])
-                unit = next(u for u in self.units[sel] if u.attrs.start <= a < u.attrs.stop)
-                j = a - unit.attrs.start
-                chosen.append((sel, k, float(Cs[ci])))
-                best[a] = flat[i]
-                S_new[train_rows, a] = grid[si, ki, :, ci, a]
-                if not (test or keep_models or insample_inputs):
-                    continue
-                fit = self._fit(all_sums, train, k, unit, sbank, memo)
-                if insample_inputs:
-                    for b in train:
-                        S_new[self.rows(b), a] = self._apply(fit, k, unit, b, sbank)[:, ci, j]
-                pos = 0
-                for b in test:
-                    out = self._apply(fit, k, unit, b, sbank)[:, ci, j]
-                    S_new[self.rows(b), a] = out
-                    test_out[pos : pos + out.size, a] = out
-                    pos += out.size
-                if keep_models:
-                    models.append(self._stage_model(fit, k, ci, j, unit, sbank))
+            st = self._stage(train, sbank, one_fold)
+            self._prefetch(st.splits, st.split_sums, sbank, st.memo)
+            grid = self._grid(st, train_rows.size, stage, keep_models, started)
+            scores = self._scores(grid, self.Y[train_rows])
+            S, chosen, best, models, test_out = self._choose(
+                st, grid, scores, train, test, in_sample=in_sample, keep_models=keep_models
+            )
             res.scores.append(scores)
             res.chosen.append(chosen)
             res.best.append(best)
             if in_sample:  # only the paper protocol reports them; spare the memory
-                res.train_out.append(S_new[train_rows])
+                res.train_out.append(S[train_rows])
             res.test_out.append(test_out)
             res.models.append(models)
             res.seconds.append(time.perf_counter() - started)
@@ -462,10 +397,122 @@ class Engine:
                     f"stage {stage + 1}/{self.params.n_stages} on {where} done in "
                     f"{res.seconds[-1]:.1f} s"
                 )
-            S = S_new
             # a suspended pass keeps only S: the recipe choice holds dozens of them
-            del sbank, block_sums, split_sums, all_sums, grid, total, memo
+            del sbank, st, grid
             yield res
+
+    def _stage(self, train: list[int], sbank: Bank | None, one_fold: bool) -> _Stage:
+        """The fold splits of one stage and the Gram sums of their training frames."""
+        block_sums: dict[int, Sums] = {}
+        for b in train:
+            rows = self.rows(b)
+            block_sums[b] = (
+                self.xsums[b]
+                if sbank is None
+                else with_s(self.xsums[b], self.xbank.Z[rows], sbank.Z[rows], self.Y[rows])
+            )
+
+        def total(blocks: Sequence[int]) -> Sums:
+            out = block_sums[blocks[0]]
+            for b in blocks[1:]:
+                out = out + block_sums[b]
+            return out
+
+        if one_fold:
+            splits: list[tuple[list[int], list[int]]] = [(train, train)]
+        else:
+            splits = [([b for b in train if b != g], [g]) for g in train]
+        split_sums = [total(fit_blocks) for fit_blocks, _ in splits]
+        all_sums = split_sums[0] if one_fold else total(train)
+        return _Stage(sbank, splits, split_sums, all_sums)
+
+    def _grid(
+        self, st: _Stage, n_train: int, stage: int, keep_models: bool, started: float
+    ) -> np.ndarray:
+        """Outputs of every grid point on the evaluation folds of each split:
+        (selections, ks, training frames, Cs, A)."""
+        ks, Cs = self.ks, self.Cs
+        grid = np.full((len(self.selections), ks.size, n_train, Cs.size, self.n_out), np.nan)
+        for si, sel in enumerate(self.selections):
+            for unit in self.units[sel]:
+                for ki, k in enumerate(ks.tolist()):
+                    pos = 0
+                    for (fit_blocks, eval_blocks), sums in zip(
+                        st.splits, st.split_sums, strict=True
+                    ):
+                        fit = self._fit(sums, fit_blocks, k, unit, st.sbank, st.memo)
+                        for b in eval_blocks:
+                            out = self._apply(fit, k, unit, b, st.sbank)
+                            grid[si, ki, pos : pos + out.shape[0], :, unit.attrs] = out
+                            pos += out.shape[0]
+                    if self.params.verbose > 1 and keep_models:
+                        self._say(
+                            f"stage {stage + 1}/{self.params.n_stages}: inputs {sel}, k={k} "
+                            f"fitted for {Cs.size} C value{'s' * (Cs.size != 1)} "
+                            f"({time.perf_counter() - started:.1f} s into the stage)"
+                        )
+        return grid
+
+    def _scores(self, grid: np.ndarray, y_train: np.ndarray) -> np.ndarray:
+        """CCC of every grid point (selections, ks, Cs, A); NaN where not allowed."""
+        scores = np.empty(grid.shape[:2] + (self.Cs.size, self.n_out))
+        for idx in np.ndindex(*scores.shape):
+            si, ki, ci, a = idx
+            allowed = self.selections[si] in self.allowed[a]
+            scores[idx] = ccc(grid[si, ki, :, ci, a], y_train[:, a]) if allowed else np.nan
+        return scores
+
+    def _choose(
+        self,
+        st: _Stage,
+        grid: np.ndarray,
+        scores: np.ndarray,
+        train: list[int],
+        test: list[int],
+        *,
+        in_sample: bool,
+        keep_models: bool,
+    ) -> tuple[np.ndarray, list[tuple[str, int, float]], np.ndarray, list[StageModel], np.ndarray]:
+        """Per attribute the best grid point, refit on all training folds where needed.
+
+        Returns the stage outputs on all frames (the next stage's inputs), the choices,
+        their scores, the refit models and the ``test`` folds' outputs.
+        """
+        A = self.n_out
+        train_rows = self._rows_of(train)
+        insample_inputs = not in_sample and self.params.stage_inputs == "insample"
+        n_test = sum(self.rows(b).stop - self.rows(b).start for b in test)
+        S_new = np.zeros((self.X.shape[0], A))
+        chosen: list[tuple[str, int, float]] = []
+        best = np.empty(A)
+        models: list[StageModel] = []
+        test_out = np.empty((n_test, A))
+        for a in range(A):
+            flat = scores[..., a].ravel()
+            # first best in grid order, as the published strict '>' scan; NaN never wins
+            i = int(np.nanargmax(flat)) if np.isfinite(flat).any() else 0
+            si, ki, ci = (int(v) for v in np.unravel_index(i, scores.shape[:3]))
+            sel, k = self.selections[si], int(self.ks[ki])
+            unit = next(u for u in self.units[sel] if u.attrs.start <= a < u.attrs.stop)
+            j = a - unit.attrs.start
+            chosen.append((sel, k, float(self.Cs[ci])))
+            best[a] = flat[i]
+            S_new[train_rows, a] = grid[si, ki, :, ci, a]
+            if not (test or keep_models or insample_inputs):
+                continue
+            fit = self._fit(st.all_sums, train, k, unit, st.sbank, st.memo)
+            if insample_inputs:
+                for b in train:
+                    S_new[self.rows(b), a] = self._apply(fit, k, unit, b, st.sbank)[:, ci, j]
+            pos = 0
+            for b in test:
+                out = self._apply(fit, k, unit, b, st.sbank)[:, ci, j]
+                S_new[self.rows(b), a] = out
+                test_out[pos : pos + out.size, a] = out
+                pos += out.size
+            if keep_models:
+                models.append(self._stage_model(fit, k, ci, j, unit, st.sbank))
+        return S_new, chosen, best, models, test_out
 
     @staticmethod
     def _say(line: str) -> None:
