@@ -34,7 +34,7 @@ from ser_mlflow.fusion.params import (
     check_selection,
     check_windows,
 )
-from ser_mlflow.fusion.recipes import AUTO_RECIPES, FLAGS_RECIPE, RECIPES, check_recipes
+from ser_mlflow.fusion.recipes import FLAGS_RECIPE, RECIPES, check_recipes, recipe_names
 from ser_mlflow.fusion.selection import Choice, Selector
 from ser_mlflow.fusion.windows import group_codes
 from ser_mlflow.scoring.metrics import ccc
@@ -286,6 +286,44 @@ class MultistageSVRFusion(RegressorMixin, BaseEstimator):
                 for the folds.
         """
         ks, Cs = self._check_params()
+        X, Y, y_ndim = self._validate_xy(X, y)
+        codes = group_codes(groups, X.shape[0])
+        folds = self._folds(codes, grouped=groups is not None)
+        perm = np.concatenate(folds)  # rows in fold order: each fold is one block
+        inv = np.empty_like(perm)
+        inv[perm] = np.arange(perm.size)
+        bounds = np.cumsum([0] + [f.size for f in folds])
+        in_sample = self.protocol == "paper"
+        names = self._recipe_names(X.shape[1], Y.shape[1])
+        choose = not in_sample and (self.recipes is not None or bool(self.prune_stages))
+        # liblinear fits run in processes (see Engine._liblinear); folds stay in this one
+        outer_jobs = 1 if self.solver == "liblinear" else self.n_jobs
+        self._y_ndim = y_ndim
+        self.n_outputs_ = Y.shape[1]
+        # One BLAS thread per task: multi-threaded LAPACK on these ~1000-column systems
+        # ran 3-10x slower on a shared 2-core machine; parallelism comes from n_jobs.
+        with threadpool_limits(limits=1, user_api="blas"), warnings.catch_warnings():
+            # liblinear warns once per unconverged fit (dozens); one summary follows
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            if choose:
+                n_iter = self._fit_choice(
+                    names, X[perm], Y[perm], codes[perm], bounds, ks, Cs, inv, outer_jobs
+                )
+            else:
+                n_iter = self._fit_fixed(X, Y, codes, perm, bounds, ks, Cs, outer_jobs)
+        if self.solver == "liblinear" and n_iter >= self.max_iter:
+            warnings.warn(
+                f"LinearSVR stopped at max_iter={self.max_iter} passes before converging (the "
+                "published script stopped so at its default 1000): the scores are those of "
+                "unconverged fits",
+                ConvergenceWarning,
+                stacklevel=2,
+            )
+        self.n_iter_ = n_iter
+        return self
+
+    def _validate_xy(self, X: Any, y: Any) -> tuple[np.ndarray, np.ndarray, int]:
+        """X and y as float64 arrays, y two-dimensional, and y's own number of dims."""
         X, y = validate_data(self, X, y, multi_output=True, y_numeric=True, dtype=np.float64)
         Y = np.asarray(y, dtype=np.float64)
         y_ndim = Y.ndim
@@ -297,58 +335,38 @@ class MultistageSVRFusion(RegressorMixin, BaseEstimator):
                 f"systems x {Y.shape[1]} attributes (system-major), but X has "
                 f"{X.shape[1]} columns"
             )
-        codes = group_codes(groups, X.shape[0])
-        folds = self._folds(codes, grouped=groups is not None)
-        perm = np.concatenate(folds)  # rows in fold order: each fold is one block
-        inv = np.empty_like(perm)
-        inv[perm] = np.arange(perm.size)
-        bounds = np.cumsum([0] + [f.size for f in folds])
-        blocks = list(range(len(folds)))
+        return X, Y, y_ndim
+
+    def _fit_fixed(
+        self,
+        X: np.ndarray,
+        Y: np.ndarray,
+        codes: np.ndarray,
+        perm: np.ndarray,
+        bounds: np.ndarray,
+        ks: np.ndarray,
+        Cs: np.ndarray,
+        outer_jobs: int | None,
+    ) -> int:
+        """The estimator's own recipe at every stage (paper, or cv without a choice): the
+        procedure on all frames and, under cv, once per outer fold; sets the fitted
+        attributes and returns the most iterations of any fit."""
+        started = time.perf_counter()
+        blocks = list(range(bounds.size - 1))
         in_sample = self.protocol == "paper"
-        names = self._recipe_names(X.shape[1], Y.shape[1])
-        choose = not in_sample and (self.recipes is not None or bool(self.prune_stages))
-        # liblinear fits run in processes (see Engine._fit); folds stay in this one
-        outer_jobs = 1 if self.solver == "liblinear" else self.n_jobs
-        self._y_ndim = y_ndim
-        self.n_outputs_ = Y.shape[1]
-        # One BLAS thread per task: multi-threaded LAPACK on these ~1000-column systems
-        # ran 3-10x slower on a shared 2-core machine; parallelism comes from n_jobs.
-        with threadpool_limits(limits=1, user_api="blas"), warnings.catch_warnings():
-            # liblinear warns once per unconverged fit (dozens); one summary follows
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            started = time.perf_counter()
-            if choose:
-                n_iter = self._fit_choice(
-                    names, X[perm], Y[perm], codes[perm], bounds, ks, Cs, inv, outer_jobs
-                )
-            else:
-                params = self._params(Y.shape[1])
-                engine = Engine(params, X[perm], Y[perm], codes[perm], bounds, ks, Cs)
-                setup = time.perf_counter() - started
+        engine = Engine(self._params(Y.shape[1]), X[perm], Y[perm], codes[perm], bounds, ks, Cs)
+        setup = time.perf_counter() - started
 
-            def task(f: int | None) -> Run:
-                if f is None:  # the procedure on all frames: the fitted models
-                    return engine.run(blocks, [], in_sample=in_sample, keep_models=True)
-                rest = [b for b in blocks if b != f]
-                return engine.run(rest, [f], in_sample=False, keep_models=False)
+        def task(f: int | None) -> Run:
+            if f is None:  # the procedure on all frames: the fitted models
+                return engine.run(blocks, [], in_sample=in_sample, keep_models=True)
+            rest = [b for b in blocks if b != f]
+            return engine.run(rest, [f], in_sample=False, keep_models=False)
 
-            if not choose:
-                outer: list[int | None] = [] if in_sample else list(blocks)
-                runs = Parallel(n_jobs=outer_jobs, prefer="threads")(
-                    delayed(task)(f) for f in [None, *outer]
-                )
-                n_iter = engine.n_iter
-        if self.solver == "liblinear" and n_iter >= self.max_iter:
-            warnings.warn(
-                f"LinearSVR stopped at max_iter={self.max_iter} passes before converging (the "
-                "published script stopped so at its default 1000): the scores are those of "
-                "unconverged fits",
-                ConvergenceWarning,
-                stacklevel=2,
-            )
-        if choose:
-            self.n_iter_ = n_iter
-            return self
+        outer: list[int | None] = [] if in_sample else list(blocks)
+        runs = Parallel(n_jobs=outer_jobs, prefer="threads")(
+            delayed(task)(f) for f in [None, *outer]
+        )
         final = runs[0]
         A = Y.shape[1]
         self.recipes_ = [FLAGS_RECIPE] * A
@@ -361,7 +379,7 @@ class MultistageSVRFusion(RegressorMixin, BaseEstimator):
         if in_sample and self.windows == "published":
             self.stages_ = final.models  # per-recording windows, as the published files
             preds = np.stack(self.stage_outputs(X, codes))
-            scores = np.array([[ccc(p[:, a], Y[:, a]) for a in range(Y.shape[1])] for p in preds])
+            scores = np.array([[ccc(p[:, a], Y[:, a]) for a in range(A)] for p in preds])
         elif in_sample:
             preds = np.stack(final.train_out)
             scores = np.stack(final.best)
@@ -369,10 +387,7 @@ class MultistageSVRFusion(RegressorMixin, BaseEstimator):
             # outer fold f's held-out predictions; blocks are in row order
             preds = np.concatenate([np.stack(r.test_out) for r in runs[1:]], axis=1)
             scores = np.array(
-                [
-                    [ccc(preds[s, :, a], Y[perm, a]) for a in range(Y.shape[1])]
-                    for s in range(self.n_stages)
-                ]
+                [[ccc(preds[s, :, a], Y[perm, a]) for a in range(A)] for s in range(self.n_stages)]
             )
         self.stages_ = final.models
         self.chosen_: list[list[tuple[int, float] | None]] = [
@@ -384,12 +399,13 @@ class MultistageSVRFusion(RegressorMixin, BaseEstimator):
         self.grid_scores_ = np.stack(final.scores)
         self.selection_scores_ = np.stack(final.best)
         self.stage_scores_ = scores
+        inv = np.empty_like(perm)
+        inv[perm] = np.arange(perm.size)
         self.stage_predictions_ = preds[:, inv]
-        self.n_iter_ = n_iter
         seconds = np.sum([r.seconds for r in runs], axis=0)
         seconds[0] += setup
         self.stage_seconds_ = seconds
-        return self
+        return int(engine.n_iter)
 
     def predict(self, X: Any, groups: Any = None) -> np.ndarray:
         """Fused predictions of the last stage.
@@ -438,31 +454,7 @@ class MultistageSVRFusion(RegressorMixin, BaseEstimator):
 
     def _recipe_names(self, p: int, n_out: int) -> list[str]:
         """The candidate recipes of a cv fit on p columns and n_out attributes."""
-        if self.recipes is None:
-            return [FLAGS_RECIPE]
-        auto = isinstance(self.recipes, str) and self.recipes == "auto"
-        if auto:
-            names = list(AUTO_RECIPES)
-        elif isinstance(self.recipes, str):
-            names = [self.recipes]
-        else:
-            names = list(self.recipes)
-        same_ok = n_out > 1 and p % n_out == 0
-        if auto:
-            if self.windows == "published":
-                names = [n for n in names if RECIPES[n]["context"] == "frames"]
-            if not same_ok:
-                names = [n for n in names if RECIPES[n]["input_selection"] == "all"]
-            # e.g. published windows on one attribute: no auto recipe applies, so the
-            # estimator's own parameters are the one candidate (stages still chosen)
-            names = names or [FLAGS_RECIPE]
-        elif not same_ok and any(RECIPES[n]["input_selection"] != "all" for n in names):
-            raise ValueError(
-                f"recipes={self.recipes!r}: the '-same' recipes need X columns laid out as "
-                f"systems x {n_out} attributes (system-major, more than one attribute), but "
-                f"X has {p} columns"
-            )
-        return names
+        return recipe_names(self.recipes, self.windows, p, n_out)
 
     def _recipe_estimator(self, name: str) -> MultistageSVRFusion:
         """The parameters one recipe's engine runs with."""

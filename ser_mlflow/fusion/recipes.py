@@ -52,3 +52,35 @@ def check_recipes(recipes: Any, windows: str) -> None:
         raise ValueError(
             f"recipes: windows='published' describes frame windows; {means} read window means"
         )
+
+
+def recipe_names(recipes: Any, windows: str, p: int, n_out: int) -> list[str]:
+    """The candidate recipes of a cv fit on p columns and n_out attributes.
+
+    ``auto`` drops what cannot apply (window means under published windows, '-same'
+    recipes without a system-major layout); named recipes that cannot apply are refused.
+    """
+    if recipes is None:
+        return [FLAGS_RECIPE]
+    same_ok = n_out > 1 and p % n_out == 0
+    if isinstance(recipes, str) and recipes == "auto":
+        return _auto_recipes(windows, same_ok)
+    names = [recipes] if isinstance(recipes, str) else list(recipes)
+    if not same_ok and any(RECIPES[n]["input_selection"] != "all" for n in names):
+        raise ValueError(
+            f"recipes={recipes!r}: the '-same' recipes need X columns laid out as "
+            f"systems x {n_out} attributes (system-major, more than one attribute), but "
+            f"X has {p} columns"
+        )
+    return names
+
+
+def _auto_recipes(windows: str, same_ok: bool) -> list[str]:
+    names = list(AUTO_RECIPES)
+    if windows == "published":
+        names = [n for n in names if RECIPES[n]["context"] == "frames"]
+    if not same_ok:
+        names = [n for n in names if RECIPES[n]["input_selection"] == "all"]
+    # e.g. published windows on one attribute: no auto recipe applies, so the
+    # estimator's own parameters are the one candidate (stages still chosen)
+    return names or [FLAGS_RECIPE]

@@ -98,30 +98,46 @@ class Selector:
     def choose(self, train: list[int], test: list[int]) -> Choice:
         eng = next(iter(self.engines.values()))
         y_in = np.concatenate([eng.Y[eng.rows(g)] for g in train])
-        A = y_in.shape[1]
         scores: dict[str, np.ndarray] = {}
         kept: dict[str, np.ndarray] = {}
         for name in self.engines:
-            rows: list[np.ndarray] = []
-            keep = np.ones(A, dtype=np.int64)
-            improving = np.ones(A, dtype=bool)
-            for s in range(1, self.n_stages + 1):
-                if s > 1 and self.prune and not improving.any():
-                    break  # no attribute gains from a further stage: do not fit it
-                out = np.concatenate(
-                    [
-                        self.get(name, [b for b in train if b != g], [g]).upto(s).test_out[s - 1]
-                        for g in train
-                    ]
-                )
-                sc = np.array([ccc(out[:, a], y_in[:, a]) for a in range(A)])
-                if s > 1:
-                    gain = sc - rows[-1]
-                    better = improving & (gain > self.min_gain) if self.prune else improving
-                    keep[better] = s
-                    improving &= better
-                rows.append(sc)
-            scores[name], kept[name] = np.stack(rows), keep
+            scores[name], kept[name] = self._inner(name, train, y_in)
+        recipe, stage = self._pick(scores, kept, y_in.shape[1])
+        choice = Choice(recipe=recipe, stage=stage, scores=scores, kept=kept)
+        if test:
+            choice.test_out = self._test_out(recipe, stage, train, test, y_in.shape[1])
+        return choice
+
+    def _inner(
+        self, name: str, train: list[int], y_in: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """One recipe's pooled inner out-of-fold CCC per stage and the stages it keeps."""
+        A = y_in.shape[1]
+        rows: list[np.ndarray] = []
+        keep = np.ones(A, dtype=np.int64)
+        improving = np.ones(A, dtype=bool)
+        for s in range(1, self.n_stages + 1):
+            if s > 1 and self.prune and not improving.any():
+                break  # no attribute gains from a further stage: do not fit it
+            out = np.concatenate(
+                [
+                    self.get(name, [b for b in train if b != g], [g]).upto(s).test_out[s - 1]
+                    for g in train
+                ]
+            )
+            sc = np.array([ccc(out[:, a], y_in[:, a]) for a in range(A)])
+            if s > 1:
+                gain = sc - rows[-1]
+                better = improving & (gain > self.min_gain) if self.prune else improving
+                keep[better] = s
+                improving &= better
+            rows.append(sc)
+        return np.stack(rows), keep
+
+    def _pick(
+        self, scores: dict[str, np.ndarray], kept: dict[str, np.ndarray], A: int
+    ) -> tuple[list[list[str]], list[list[int]]]:
+        """For at most m+1 stages, each attribute's recipe and stages kept."""
         names = list(self.engines)
         recipe: list[list[str]] = []
         stage: list[list[int]] = []
@@ -136,13 +152,23 @@ class Selector:
                 ss.append(eff[i])
             recipe.append(rr)
             stage.append(ss)
-        choice = Choice(recipe=recipe, stage=stage, scores=scores, kept=kept)
-        if test:
-            n_test = sum(eng.rows(b).stop - eng.rows(b).start for b in test)
-            choice.test_out = np.empty((self.n_stages, n_test, A))
-            for m in range(self.n_stages):
-                for a in range(A):
-                    st = stage[m][a]
-                    run = self.get(recipe[m][a], train, test).upto(st)
-                    choice.test_out[m, :, a] = run.test_out[st - 1][:, a]
-        return choice
+        return recipe, stage
+
+    def _test_out(
+        self,
+        recipe: list[list[str]],
+        stage: list[list[int]],
+        train: list[int],
+        test: list[int],
+        A: int,
+    ) -> np.ndarray:
+        """The held-out folds' predictions of the chosen recipes (n_stages, n_test, A)."""
+        eng = next(iter(self.engines.values()))
+        n_test = sum(eng.rows(b).stop - eng.rows(b).start for b in test)
+        out = np.empty((self.n_stages, n_test, A))
+        for m in range(self.n_stages):
+            for a in range(A):
+                st = stage[m][a]
+                run = self.get(recipe[m][a], train, test).upto(st)
+                out[m, :, a] = run.test_out[st - 1][:, a]
+        return out
