@@ -499,6 +499,17 @@ class MultistageSVRFusion(RegressorMixin, BaseEstimator):
             return choice
 
         folds = Parallel(n_jobs=outer_jobs, prefer="threads")(delayed(outer)(f) for f in blocks)
+        self._set_chosen(selector, folds, Y, inv)
+        return max(e.n_iter for e in engines.values())
+
+    def _set_chosen(
+        self, selector: Selector, folds: list[Choice], Y: np.ndarray, inv: np.ndarray
+    ) -> None:
+        """The fitted attributes of a recipe choice: the final model's recipes, stages
+        and models (its inner folds are the outer folds), and the outer folds' scores."""
+        A = Y.shape[1]
+        engines = selector.engines
+        blocks = list(range(next(iter(engines.values())).bounds.size - 1))
         final = selector.choose(blocks, [])
         need: dict[str, int] = {}
         for name, st in zip(final.recipe[-1], final.stage[-1], strict=True):
@@ -545,4 +556,3 @@ class MultistageSVRFusion(RegressorMixin, BaseEstimator):
             done = lazy.res.seconds
             seconds[: len(done)] += done
         self.stage_seconds_ = seconds
-        return max(e.n_iter for e in engines.values())
