@@ -68,9 +68,10 @@ from typing import Any
 import numpy as np
 
 from ser_mlflow.config import AUDIO_FEATURE_SETS, PAPER_FEATURE_SETS
-from ser_mlflow.data.avec import LABELS_FOLDER, PARTITIONS, write_avec_csv
+from ser_mlflow.data.avec_csv import write_avec_csv
 from ser_mlflow.data.extract import COLUMNS as EXTRACTED_COLUMNS
 from ser_mlflow.data.extract import EGEMAPS_COLUMNS, MFCC_COLUMNS
+from ser_mlflow.data.layout import LABELS_FOLDER, PARTITIONS
 
 __all__ = ["ATTRIBUTES", "CULTURES", "SCALES", "SyntheticSummary", "write_synthetic_corpus"]
 

@@ -23,8 +23,13 @@ from typing import Any
 import numpy as np
 
 from ser_mlflow import tracking
-from ser_mlflow.data import LABELS_FOLDER, DataError, read_avec_csv, write_avec_csv
-from ser_mlflow.data.avec import canonical_recording_name
+from ser_mlflow.data import (
+    LABELS_FOLDER,
+    DataError,
+    canonical_recording_name,
+    read_avec_csv,
+    write_avec_csv,
+)
 from ser_mlflow.data.fingerprint import corpus_fingerprint, labels_fingerprint
 from ser_mlflow.scoring.metrics import (
     bootstrap_ccc,
