@@ -322,6 +322,29 @@ class MultistageSVRFusion(RegressorMixin, BaseEstimator):
         self.n_iter_ = n_iter
         return self
 
+    def _fixed_scores(
+        self, runs: list[Run], X: np.ndarray, Y: np.ndarray, codes: np.ndarray, perm: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Predictions (n_stages, n, A) in fold order and CCC per stage: in-sample under
+        paper (per recording under published windows), else the outer folds' held-out."""
+        final, A = runs[0], Y.shape[1]
+        in_sample = self.protocol == "paper"
+        if in_sample and self.windows == "published":
+            # per-recording windows, as the published files
+            self.stages_: list[list[StageModel | None]] = [[*m] for m in final.models]
+            preds = np.stack(self.stage_outputs(X, codes))
+            scores = np.array([[ccc(p[:, a], Y[:, a]) for a in range(A)] for p in preds])
+        elif in_sample:
+            preds = np.stack(final.train_out)
+            scores = np.stack(final.best)
+        else:
+            # outer fold f's held-out predictions; blocks are in row order
+            preds = np.concatenate([np.stack(r.test_out) for r in runs[1:]], axis=1)
+            scores = np.array(
+                [[ccc(preds[s, :, a], Y[perm, a]) for a in range(A)] for s in range(self.n_stages)]
+            )
+        return preds, scores
+
     def _validate_xy(self, X: Any, y: Any) -> tuple[np.ndarray, np.ndarray, int]:
         """X and y as float64 arrays, y two-dimensional, and y's own number of dims."""
         X, y = validate_data(self, X, y, multi_output=True, y_numeric=True, dtype=np.float64)
@@ -376,19 +399,7 @@ class MultistageSVRFusion(RegressorMixin, BaseEstimator):
         }
         self.fold_choices_: list[list[dict[str, Any]]] = []
         self.final_choice_: list[dict[str, Any]] = []
-        if in_sample and self.windows == "published":
-            self.stages_ = final.models  # per-recording windows, as the published files
-            preds = np.stack(self.stage_outputs(X, codes))
-            scores = np.array([[ccc(p[:, a], Y[:, a]) for a in range(A)] for p in preds])
-        elif in_sample:
-            preds = np.stack(final.train_out)
-            scores = np.stack(final.best)
-        else:
-            # outer fold f's held-out predictions; blocks are in row order
-            preds = np.concatenate([np.stack(r.test_out) for r in runs[1:]], axis=1)
-            scores = np.array(
-                [[ccc(preds[s, :, a], Y[perm, a]) for a in range(A)] for s in range(self.n_stages)]
-            )
+        preds, scores = self._fixed_scores(runs, X, Y, codes, perm)
         self.stages_ = final.models
         self.chosen_: list[list[tuple[int, float] | None]] = [
             [(k, C) for _, k, C in stage] for stage in final.chosen
@@ -538,6 +549,18 @@ class MultistageSVRFusion(RegressorMixin, BaseEstimator):
         self.chosen_inputs_ = [
             [None if m is None else m.inputs for m in st] for st in self.stages_
         ]
+        self._set_choice_scores(selector, final, folds, Y, inv)
+
+    def _set_choice_scores(
+        self,
+        selector: Selector,
+        final: Choice,
+        folds: list[Choice],
+        Y: np.ndarray,
+        inv: np.ndarray,
+    ) -> None:
+        """Inner and outer scores, the outer folds' predictions and the stage seconds."""
+        A = Y.shape[1]
         self.fold_choices_ = [c.summary() for c in folds]
         self.final_choice_ = final.summary()
         self.selection_scores_ = np.array(
