@@ -56,6 +56,8 @@ _ADMM_MAX_ITER = 2000
 _ADMM_RHO = 2.0
 
 
+# Over 80 lines on purpose: one ADMM loop whose iterates (w, r, u, the active columns and
+# the float32 copies) are shared by every step; split up, each piece would take them all.
 def lad_grid(
     Z: np.ndarray,
     G: np.ndarray,
