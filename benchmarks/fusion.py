@@ -22,11 +22,20 @@ within culture) and the paired gains over the best single input and the plain me
     .venv/bin/python benchmarks/fusion.py --quick         # reduced grid, 2 stages, small ref
     .venv/bin/python benchmarks/fusion.py --protocol paper --stages 1 --no-reference \
         --configs published-exact,published-liblinear    # the reproduction, ~30 min
+    .venv/bin/python benchmarks/fusion.py --parallel-check --configs= --no-reference \
+        --quick --check-recordings 4    # published recipe: n_jobs 1 against --n-jobs
+
+``--parallel-check`` fits the published recipe (liblinear, paper protocol) on the first
+``--check-recordings`` recordings twice, side by side in one run: sequentially
+(``n_jobs=1``) and with ``--n-jobs`` processes, and prints both wall times, their ratio,
+the load average around each and the max abs difference of every stage's predictions
+(0 is the claim: the parallel grid is bitwise the sequential one).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import time
 import warnings
 from pathlib import Path
@@ -35,7 +44,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ser_mlflow.fusion.estimator import MultistageSVRFusion, stack_recordings
+from ser_mlflow.fusion import MultistageSVRFusion, stack_recordings
 from ser_mlflow.scoring.metrics import ccc
 
 ATTRIBUTES = ("arousal", "valence", "liking")
@@ -235,6 +244,48 @@ def run_reference(
     print("  ratio published / exact: " + ", ".join(f"{slow / t:.0f}x" for t in fast))
 
 
+def run_parallel_check(
+    X: np.ndarray,
+    y: np.ndarray,
+    groups: np.ndarray,
+    *,
+    recordings: int,
+    grid: dict[str, tuple],
+    stages: int,
+    n_jobs: int,
+    seed: int,
+) -> None:
+    """The published recipe sequentially and in ``n_jobs`` processes: times and max diff."""
+    keep = np.isin(groups, sorted(set(groups.tolist()))[:recordings])
+    Xs, ys, gs = X[keep], y[keep], groups[keep]
+    params = {
+        **grid, **CONFIGS["published-liblinear"], "protocol": "paper", "n_stages": stages,
+        "random_state": seed,
+    }  # fmt: skip
+    print(
+        f"\n[parallel check] published recipe, {stages} stage(s) on {recordings} recordings "
+        f"({keep.sum()} frames), grid {grid['contexts']} x {grid['complexities']}"
+    )
+    preds: dict[int, np.ndarray] = {}
+    wall: dict[int, float] = {}
+    for jobs in (1, n_jobs):
+        load = os.getloadavg()[0]
+        started = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # liblinear's ConvergenceWarning, as published
+            est = MultistageSVRFusion(**params, n_jobs=jobs).fit(Xs, ys, gs)
+        wall[jobs] = time.perf_counter() - started
+        preds[jobs] = est.stage_predictions_
+        per_stage = ", ".join(f"{t:.1f}" for t in est.stage_seconds_)
+        print(
+            f"  n_jobs {jobs}: {wall[jobs]:7.1f} s wall (stages {per_stage} s), load "
+            f"{load:.2f} -> {os.getloadavg()[0]:.2f}, CCC last stage "
+            f"{fmt(est.stage_scores_[-1])}"
+        )
+    diff = float(np.max(np.abs(preds[1] - preds[n_jobs])))
+    print(f"  speed-up n_jobs {n_jobs} / 1: {wall[1] / wall[n_jobs]:.2f}x; max abs diff {diff:g}")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
@@ -252,6 +303,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--reference-recordings", type=int, default=None, help="default 3 (2 with --quick)"
     )
+    parser.add_argument(
+        "--parallel-check", action="store_true",
+        help="published recipe with n_jobs 1 against --n-jobs: times and max abs diff",
+    )  # fmt: skip
+    parser.add_argument("--check-recordings", type=int, default=4)
     args = parser.parse_args(argv)
     grid = QUICK_GRID if args.quick else FULL_GRID
     stages = args.stages or (2 if args.quick else 5)
@@ -280,6 +336,11 @@ def main(argv: list[str] | None = None) -> None:
                 X, y, groups, protocol=protocol, name=name, grid=grid, stages=stages,
                 n_jobs=args.n_jobs, systems=systems, seed=args.seed,
             )  # fmt: skip
+    if args.parallel_check:
+        run_parallel_check(
+            X, y, groups, recordings=args.check_recordings, grid=grid, stages=stages,
+            n_jobs=args.n_jobs, seed=args.seed,
+        )  # fmt: skip
     if args.reference:
         ref_grid = {"contexts": (19,), "complexities": (1.0,)} if args.quick else QUICK_GRID
         run_reference(

@@ -1,4 +1,4 @@
-"""Tests for ser_mlflow.fusion.estimator: windows, the estimator contract, protocols, real data."""
+"""Tests for ser_mlflow.fusion: windows, the estimator contract, protocols, real data."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from sklearn.exceptions import ConvergenceWarning, NotFittedError
 from sklearn.svm import LinearSVR
 from sklearn.utils.estimator_checks import check_estimator
 
-from ser_mlflow.fusion.estimator import (
+from ser_mlflow.fusion import (
     RECIPES,
     MultistageSVRFusion,
     context_windows,
@@ -463,6 +463,29 @@ def test_chosen_recipes_and_stages_are_what_predict_uses(toy) -> None:
     np.testing.assert_allclose(est.predict(X, groups), outs[-1])
     context, stages = est.pipelines_[est.recipes_[0]]
     assert context == RECIPES[est.recipes_[0]]["context"]
+
+
+@pytest.mark.parametrize("protocol", ["paper", "cv"])
+def test_published_solver_in_processes_equals_the_sequential_run_bitwise(toy, protocol) -> None:
+    """The whole grid of a stage runs in one pool of processes, the windows shared as
+    memory-mapped files and later stages' refits reused: same bits as n_jobs=1, which fits
+    every cell in this process from the arrays themselves, one after the other."""
+    X, y, groups = toy
+    params = {
+        "protocol": protocol, "n_stages": 2, "contexts": (1, 3), "complexities": (0.1, 10.0),
+        "windows": "published", "loss": "epsilon_insensitive", "solver": "liblinear",
+        "max_iter": 50, "random_state": 3, "recipes": None, "prune_stages": False,
+    }  # fmt: skip
+    with pytest.warns(ConvergenceWarning):  # unconverged, so the coordinate order matters
+        one = MultistageSVRFusion(n_jobs=1, **params).fit(X, y, groups)
+    with pytest.warns(ConvergenceWarning):
+        two = MultistageSVRFusion(n_jobs=2, **params).fit(X, y, groups)
+    np.testing.assert_array_equal(one.stage_predictions_, two.stage_predictions_)
+    np.testing.assert_array_equal(one.grid_scores_, two.grid_scores_)
+    for s1, s2 in zip(one.stages_, two.stages_, strict=True):
+        for m1, m2 in zip(s1, s2, strict=True):
+            np.testing.assert_array_equal(m1.coef, m2.coef)
+            assert (m1.k, m1.C, m1.intercept) == (m2.k, m2.C, m2.intercept)
 
 
 @pytest.mark.skipif(not DATA.is_dir(), reason="shared AVEC 2019 devel data not present")

@@ -65,7 +65,7 @@ def test_real_baselines_import_and_fuse(tracking_store: str) -> None:
     arts = {a.path for a in client.list_artifacts(cv.run_id, "plots")}
     assert {"plots/ccc_per_stage.png", "plots/ccc_intervals.png"} <= arts
     # the recipe chosen per outer fold and attribute, and the stages kept
-    from ser_mlflow.fusion.estimator import AUTO_RECIPES
+    from ser_mlflow.fusion import AUTO_RECIPES
 
     params = run.data.params
     assert params["recipes"] == "auto" and params["seed"] == "0"

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from ser_mlflow.data import read_avec_csv, write_avec_csv
-from ser_mlflow.fusion.estimator import MultistageSVRFusion, group_codes
+from ser_mlflow.fusion import MultistageSVRFusion, group_codes
 from ser_mlflow.settings import LossConfig, ModelConfig, TrainConfig
 
 ATTRS = ("arousal", "valence", "liking")

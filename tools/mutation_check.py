@@ -68,7 +68,7 @@ MUTANTS = (
          "tests/test_fusion.py::test_cv_scores_are_out_of_fold_on_noise"),
     ),
     Mutant(
-        "M03", "context windows run across recording boundaries", "ser_mlflow/fusion/estimator.py",
+        "M03", "context windows run across recording boundaries", "ser_mlflow/fusion/windows.py",
         "    lo = starts[run][pos]\n    hi = ends[run][pos]",
         "    lo = np.zeros_like(pos)\n    hi = np.full_like(pos, n - 1)",
         ("tests/test_fusion.py::test_context_windows_match_loop_with_interleaved_groups",
@@ -82,8 +82,8 @@ MUTANTS = (
     ),
     Mutant(
         "M05", "fusion takes one run more than top_n", "ser_mlflow/jobs/latefusion.py",
-        "if len(used) == top_n:",
-        "if len(used) > top_n:",
+        "if len(inputs.used) == top_n:",
+        "if len(inputs.used) > top_n:",
         (f"{SCI}::test_fusion_takes_the_top_ranked_runs",),
     ),
     Mutant(
@@ -101,7 +101,8 @@ MUTANTS = (
         slow=("tests/test_registry.py::test_register_predict_promote_serve",),
     ),
     Mutant(
-        "M08", "shift marks every frame valid (mask ignores the shift)", "ser_mlflow/data/avec.py",
+        "M08", "shift marks every frame valid (mask ignores the shift)",
+        "ser_mlflow/data/preprocess.py",
         "    valid[:keep] = True\n    return out, valid",
         "    valid[:] = True\n    return out, valid",
         ("tests/test_data.py::test_shift_and_unshift",
@@ -145,7 +146,7 @@ MUTANTS = (
         (f"{SCI}::test_standardiser_uses_train_statistics_only",),
     ),
     Mutant(
-        "M15", "standardiser uses the sample std (ddof=1)", "ser_mlflow/data/avec.py",
+        "M15", "standardiser uses the sample std (ddof=1)", "ser_mlflow/data/preprocess.py",
         "std = x.std(axis=0)",
         "std = x.std(axis=0, ddof=1)",
         ("tests/test_data.py::test_standardizer_fits_train_frames_and_round_trips",

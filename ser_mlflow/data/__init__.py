@@ -1,27 +1,28 @@
 """Data layer: read and validate the AVEC 2019 CES layout, prepare arrays, synthesise.
 
-``avec`` reads ``<root>/<feature_set>/<Partition>_<Culture>_<NN>.csv`` plus ``labels/``,
-aligns features with labels, and holds padding, standardisation, the annotator-delay
-shift and the AVEC CSV writer. ``synthetic`` writes a stand-in corpus in the same layout
-(NOT real data). Neither imports TensorFlow or MLflow.
+``layout``: partitions, the labels folder, recording names and ``DataError``;
+``avec_csv``: one ``name;time;v1...`` file read with complete validation, and written;
+``corpus``: ``<root>/<feature_set>/<Partition>_<Culture>_<NN>.csv`` plus ``labels/``
+aligned per recording; ``preprocess``: padding, standardisation, the annotator-delay
+shift; ``synthetic`` writes a stand-in corpus in the same layout (NOT real data);
+``extract`` computes features from audio; ``fingerprint`` digests a corpus. None imports
+TensorFlow or MLflow.
 """
 
-from ser_mlflow.data.avec import (
-    LABELS_FOLDER,
-    PARTITIONS,
+from ser_mlflow.data.avec_csv import read_avec_csv, write_avec_csv
+from ser_mlflow.data.corpus import (
     Corpus,
-    DataError,
     Recording,
-    Standardizer,
-    canonical_recording_name,
     list_feature_sets,
     load_corpus,
     load_partition_features,
+)
+from ser_mlflow.data.layout import LABELS_FOLDER, PARTITIONS, DataError, canonical_recording_name
+from ser_mlflow.data.preprocess import (
+    Standardizer,
     pad_sequences,
-    read_avec_csv,
     shift_labels,
     unshift_predictions,
-    write_avec_csv,
 )
 from ser_mlflow.data.synthetic import SCALES, SyntheticSummary, write_synthetic_corpus
 

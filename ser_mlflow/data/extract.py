@@ -51,7 +51,7 @@ from typing import Any
 
 import numpy as np
 
-from ser_mlflow.data.avec import DataError, canonical_recording_name
+from ser_mlflow.data.layout import DataError, canonical_recording_name
 
 __all__ = [
     "AUDIO_SUFFIXES",

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from ser_mlflow.data.avec import LABELS_FOLDER, DataError
+from ser_mlflow.data.layout import LABELS_FOLDER, DataError
 
 
 def corpus_fingerprint(root: str | Path) -> str:

@@ -67,9 +67,10 @@ from typing import Any
 
 import numpy as np
 
-from ser_mlflow.data.avec import LABELS_FOLDER, PARTITIONS, write_avec_csv
+from ser_mlflow.data.avec_csv import write_avec_csv
 from ser_mlflow.data.extract import COLUMNS as EXTRACTED_COLUMNS
 from ser_mlflow.data.extract import EGEMAPS_COLUMNS, MFCC_COLUMNS
+from ser_mlflow.data.layout import LABELS_FOLDER, PARTITIONS
 from ser_mlflow.settings import AUDIO_FEATURE_SETS, PAPER_FEATURE_SETS
 
 __all__ = ["ATTRIBUTES", "CULTURES", "SCALES", "SyntheticSummary", "write_synthetic_corpus"]
@@ -329,27 +330,12 @@ def _set_rng(seed: int, feature_set: str, *key: int) -> np.random.Generator:
     )
 
 
-def _set_params(seed: int, feature_set: str, max_dim: int | None) -> _SetParams:
+def _units(
+    rng: np.random.Generator, feature_set: str, columns: Sequence[str]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per column, the offset and unit of a feature set's values (drawn after the rest)."""
     spec = _SETS[feature_set]
-    rng = _set_rng(seed, feature_set)
-    wide = (
-        max_dim is not None and len(spec.columns) > _WIDE and feature_set not in EXTRACTED_COLUMNS
-    )
-    columns = spec.columns[:max_dim] if wide else spec.columns
     n_col = len(columns)
-    if spec.kind == "func":
-        stems = {_stem_stat(c)[0] for c in columns}
-        h = len(stems)  # one LLD-like source channel per functional stem
-    else:
-        h = n_col
-    a = rng.standard_normal((3, h))
-    a /= np.linalg.norm(a, axis=0, keepdims=True)
-    c = rng.normal(0.0, 1.2, (3, h))
-    c0 = rng.normal(0.0, 0.5, h)
-    lin = rng.uniform(0.5, 1.0, h)
-    nl = rng.uniform(0.2, 0.8, h)
-    g = rng.normal(0.0, 0.45, (_N_FACTORS, h))
-    culture = {cu: rng.normal(0.0, _CULTURE_OFFSET, h) for cu in CULTURES}
     if feature_set == "egemaps":
         base = np.array([m for _, m, _ in _EGEMAPS])[:n_col]
         unit = np.array([s for _, _, s in _EGEMAPS])[:n_col]
@@ -377,12 +363,43 @@ def _set_params(seed: int, feature_set: str, max_dim: int | None) -> _SetParams:
     else:  # mfcc-like: coefficients shrink with their index, offsets vary
         unit = np.exp(rng.normal(1.0, 0.8, n_col))
         base = rng.normal(0.0, 1.5, n_col) * unit
-    if spec.kind == "xbow":
+    return base, unit
+
+
+def _decimals(kind: str, unit: np.ndarray, n_col: int) -> np.ndarray:
+    """Digits written per column: counts none, AUs and deep features 3, else by unit."""
+    if kind == "xbow":
         decimals = np.zeros(n_col, dtype=np.int64)
-    elif spec.kind in ("au", "deep"):
+    elif kind in ("au", "deep"):
         decimals = np.full(n_col, 3, dtype=np.int64)
     else:
         decimals = np.clip(3 - np.floor(np.log10(unit)), 0, 6).astype(np.int64)
+    return decimals
+
+
+def _set_params(seed: int, feature_set: str, max_dim: int | None) -> _SetParams:
+    spec = _SETS[feature_set]
+    rng = _set_rng(seed, feature_set)
+    wide = (
+        max_dim is not None and len(spec.columns) > _WIDE and feature_set not in EXTRACTED_COLUMNS
+    )
+    columns = spec.columns[:max_dim] if wide else spec.columns
+    n_col = len(columns)
+    if spec.kind == "func":
+        stems = {_stem_stat(c)[0] for c in columns}
+        h = len(stems)  # one LLD-like source channel per functional stem
+    else:
+        h = n_col
+    a = rng.standard_normal((3, h))
+    a /= np.linalg.norm(a, axis=0, keepdims=True)
+    c = rng.normal(0.0, 1.2, (3, h))
+    c0 = rng.normal(0.0, 0.5, h)
+    lin = rng.uniform(0.5, 1.0, h)
+    nl = rng.uniform(0.2, 0.8, h)
+    g = rng.normal(0.0, 0.45, (_N_FACTORS, h))
+    culture = {cu: rng.normal(0.0, _CULTURE_OFFSET, h) for cu in CULTURES}
+    base, unit = _units(rng, feature_set, columns)
+    decimals = _decimals(spec.kind, unit, n_col)
     return _SetParams(a, c, c0, lin, nl, g, culture, base, unit, decimals, columns)
 
 
@@ -485,6 +502,75 @@ def _prepare_folder(root: Path) -> None:
             sub.rmdir()
 
 
+def _check_options(
+    scale: str, feature_sets: Sequence[str], seed: Any, delay_frames: Any
+) -> tuple[tuple[str, ...], int, int]:
+    """The feature sets, seed and delay of a corpus, each checked."""
+    if scale not in _SCALES:
+        raise ValueError(f"scale: expected one of {', '.join(SCALES)}, got {scale!r}")
+    sets = (feature_sets,) if isinstance(feature_sets, str) else tuple(feature_sets)
+    unknown = [s for s in sets if s not in _SETS]
+    if unknown or not sets or len(set(sets)) != len(sets):
+        raise ValueError(
+            f"feature_sets: expected distinct names among {', '.join(PAPER_FEATURE_SETS)}, "
+            f"got {', '.join(sets) or 'none'}"
+        )
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed: expected an integer >= 0, got {seed!r}")
+    if (isinstance(delay_frames, bool) or not isinstance(delay_frames, (int, np.integer))
+            or delay_frames < 0):
+        raise ValueError(f"delay_frames: expected an integer >= 0, got {delay_frames!r}")
+    return sets, int(seed), int(delay_frames)
+
+
+def _write_recording(
+    root: Path,
+    name: str,
+    culture: str,
+    *,
+    seed: int,
+    delay: int,
+    sets: Sequence[str],
+    params: dict[str, _SetParams],
+    headers: dict[str, str],
+    chol: np.ndarray,
+    frames: tuple[int, int],
+) -> tuple[int, int]:
+    """One recording's labels and feature files; returns (frames, bytes written).
+
+    Every draw comes from streams keyed by the seed, the recording and the set, so a
+    set's files do not depend on which other sets are written.
+    """
+    key = zlib.crc32(name.encode())
+    rng = np.random.default_rng(np.random.SeedSequence([seed, key]))
+    lo, hi = frames
+    t = int(rng.integers(lo, hi + 1))
+    # `delay` extra latent frames at the front: label[t] = latent[t - delay]
+    latent = _CULTURE_MEAN[culture] / _LATENT_SD + _emotion_process(rng, t + delay, chol)
+    labels = np.clip(latent[:t] * _LATENT_SD, -1.0, 1.0)
+    z = latent[delay:] - (_CULTURE_MEAN["DE"] + _CULTURE_MEAN["HU"]) / 2 / _LATENT_SD
+    nuisance = {m: _emotion_process(rng, t, chol) for m in ("audio", "video")}
+    factors = _smooth(rng, t, _N_FACTORS)
+    times = np.arange(t) * _FRAME_S
+    label_path = root / LABELS_FOLDER / f"{name}.csv"
+    write_avec_csv(label_path, name, times, labels, ATTRIBUTES)
+    written = label_path.stat().st_size
+    for s in sets:
+        spec = _SETS[s]
+        srng = _set_rng(seed, s, key)
+        w = np.array(spec.strength)
+        shared = nuisance["audio" if s in AUDIO_FEATURE_SETS else "video"]
+        own = _emotion_process(srng, t, chol)
+        noise = np.sqrt(_MODALITY_SHARE) * shared + np.sqrt(1 - _MODALITY_SHARE) * own
+        view = w * z + np.sqrt(1.0 - w * w) * noise
+        values = _features(srng, s, params[s], view, factors, culture)
+        data = _csv_bytes(name, times, values, params[s].decimals, headers[s])
+        (root / s / f"{name}.csv").write_bytes(data)
+        written += len(data)
+    return t, written
+
+
+# Just over 80 lines: 30 of them are the docstring; each recording is _write_recording.
 def write_synthetic_corpus(
     out: str | Path,
     *,
@@ -516,22 +602,7 @@ def write_synthetic_corpus(
         ValueError: unknown scale or feature set, a negative seed or delay.
         FileExistsError: ``out`` is a non-empty folder that holds no synthetic corpus.
     """
-    if scale not in _SCALES:
-        raise ValueError(f"scale: expected one of {', '.join(SCALES)}, got {scale!r}")
-    sets = (feature_sets,) if isinstance(feature_sets, str) else tuple(feature_sets)
-    unknown = [s for s in sets if s not in _SETS]
-    if unknown or not sets or len(set(sets)) != len(sets):
-        raise ValueError(
-            f"feature_sets: expected distinct names among {', '.join(PAPER_FEATURE_SETS)}, "
-            f"got {', '.join(sets) or 'none'}"
-        )
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed: expected an integer >= 0, got {seed!r}")
-    seed = int(seed)
-    if (isinstance(delay_frames, bool) or not isinstance(delay_frames, (int, np.integer))
-            or delay_frames < 0):
-        raise ValueError(f"delay_frames: expected an integer >= 0, got {delay_frames!r}")
-    delay = int(delay_frames)
+    sets, seed, delay = _check_options(scale, feature_sets, seed, delay_frames)
     spec_scale = _SCALES[scale]
     root = Path(out).expanduser().absolute()
     _prepare_folder(root)
@@ -550,33 +621,12 @@ def write_synthetic_corpus(
 
         iterator = tqdm(recs, desc=f"synthetic corpus ({scale})", unit="rec")
     for name, _, culture in iterator:
-        key = zlib.crc32(name.encode())
-        rng = np.random.default_rng(np.random.SeedSequence([seed, key]))
-        lo, hi = spec_scale.frames
-        t = int(rng.integers(lo, hi + 1))
-        # `delay` extra latent frames at the front: label[t] = latent[t - delay]
-        latent = _CULTURE_MEAN[culture] / _LATENT_SD + _emotion_process(rng, t + delay, chol)
-        labels = np.clip(latent[:t] * _LATENT_SD, -1.0, 1.0)
-        z = latent[delay:] - (_CULTURE_MEAN["DE"] + _CULTURE_MEAN["HU"]) / 2 / _LATENT_SD
-        nuisance = {m: _emotion_process(rng, t, chol) for m in ("audio", "video")}
-        factors = _smooth(rng, t, _N_FACTORS)
-        times = np.arange(t) * _FRAME_S
-        label_path = root / LABELS_FOLDER / f"{name}.csv"
-        write_avec_csv(label_path, name, times, labels, ATTRIBUTES)
-        bytes_written += label_path.stat().st_size
+        t, written = _write_recording(
+            root, name, culture, seed=seed, delay=delay, sets=sets, params=params,
+            headers=headers, chol=chol, frames=spec_scale.frames,
+        )  # fmt: skip
         n_frames += t
-        for s in sets:
-            spec = _SETS[s]
-            srng = _set_rng(seed, s, key)
-            w = np.array(spec.strength)
-            shared = nuisance["audio" if s in AUDIO_FEATURE_SETS else "video"]
-            own = _emotion_process(srng, t, chol)
-            noise = np.sqrt(_MODALITY_SHARE) * shared + np.sqrt(1 - _MODALITY_SHARE) * own
-            view = w * z + np.sqrt(1.0 - w * w) * noise
-            values = _features(srng, s, params[s], view, factors, culture)
-            data = _csv_bytes(name, times, values, params[s].decimals, headers[s])
-            (root / s / f"{name}.csv").write_bytes(data)
-            bytes_written += len(data)
+        bytes_written += written
 
     n_recordings = {p: sum(spec_scale.counts[p]) for p in PARTITIONS}
     feature_dims = {s: len(params[s].columns) for s in sets}

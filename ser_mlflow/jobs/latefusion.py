@@ -3,7 +3,7 @@
 `fusion` asks the tracking server (not local state) for the top-N FINISHED runs by a
 metric, downloads their ``predictions/`` artifacts with MLflow's artifact API, aligns them
 by recording name, fits
-:class:`~ser_mlflow.fusion.estimator.MultistageSVRFusion` on Devel and logs a
+:class:`~ser_mlflow.fusion.MultistageSVRFusion` on Devel and logs a
 fusion run with its lineage. Under ``protocol=cv`` (default) every reported score is on
 recordings the fusion did not fit; ``protocol=paper`` is in-sample, as published, and the
 run's tags and printed output say so.
@@ -23,8 +23,13 @@ from typing import Any
 import numpy as np
 
 from ser_mlflow import tracking
-from ser_mlflow.data import LABELS_FOLDER, DataError, read_avec_csv, write_avec_csv
-from ser_mlflow.data.avec import canonical_recording_name
+from ser_mlflow.data import (
+    LABELS_FOLDER,
+    DataError,
+    canonical_recording_name,
+    read_avec_csv,
+    write_avec_csv,
+)
 from ser_mlflow.data.fingerprint import corpus_fingerprint, labels_fingerprint
 from ser_mlflow.scoring.metrics import (
     bootstrap_ccc,
@@ -108,18 +113,7 @@ def import_predictions(
         raise ValueError(f"name: expected a non-empty name without '+', got {name!r}")
     golds, attrs, _ = read_labels(label_dir, "Devel")
     preds = read_folder(pred_dir)
-    missing = sorted(set(golds) - set(preds))
-    if missing:
-        raise DataError(f"{pred_dir}: no predictions for {missing[:5]} (labels in {label_dir})")
-    aligned = {}
-    for rec, gold in golds.items():
-        p = preds[rec]
-        if len(p) < len(gold) or p.shape[1] != len(attrs):
-            raise DataError(
-                f"{pred_dir / (rec + '.csv')}: expected at least {len(gold)} frames "
-                f"x {len(attrs)} attributes, got {p.shape}"
-            )
-        aligned[rec] = p[: len(gold)]
+    aligned = _aligned(golds, preds, attrs, pred_dir, label_dir)
     metrics = score_recordings(
         aligned, golds, {r: canonical_recording_name(r)[2] for r in golds}, attrs
     )
@@ -141,16 +135,7 @@ def import_predictions(
         )
         tracking.log_metrics(metrics)
         with tempfile.TemporaryDirectory() as tmp:
-            for part in ("Devel", "Test"):
-                sub = {r: v for r, v in preds.items() if r.startswith(f"{part}_")}
-                if not sub:
-                    continue
-                for rec, values in sub.items():
-                    t = np.arange(len(values)) / 10.0
-                    v = values[: len(golds[rec])] if rec in golds else values
-                    write_avec_csv(
-                        Path(tmp) / part.lower() / f"{rec}.csv", rec, t[: len(v)], v, attrs
-                    )
+            _write_imported(Path(tmp), preds, golds, attrs)
             tracking.log_artifact_dir(tmp, "predictions")
     echo(
         f"Imported {name}: {len(preds)} prediction files, devel CCC "
@@ -158,6 +143,48 @@ def import_predictions(
         + f" (run {run.info.run_id})"
     )
     return run.info.run_id
+
+
+def _aligned(
+    golds: dict[str, np.ndarray],
+    preds: dict[str, np.ndarray],
+    attrs: tuple[str, ...],
+    pred_dir: Path,
+    label_dir: Path,
+) -> dict[str, np.ndarray]:
+    """Each labelled recording's predictions cut to its labels' length.
+
+    Raises:
+        DataError: a recording without predictions, too few frames or wrong attributes.
+    """
+    missing = sorted(set(golds) - set(preds))
+    if missing:
+        raise DataError(f"{pred_dir}: no predictions for {missing[:5]} (labels in {label_dir})")
+    aligned = {}
+    for rec, gold in golds.items():
+        p = preds[rec]
+        if len(p) < len(gold) or p.shape[1] != len(attrs):
+            raise DataError(
+                f"{pred_dir / (rec + '.csv')}: expected at least {len(gold)} frames "
+                f"x {len(attrs)} attributes, got {p.shape}"
+            )
+        aligned[rec] = p[: len(gold)]
+    return aligned
+
+
+def _write_imported(
+    folder: Path,
+    preds: dict[str, np.ndarray],
+    golds: dict[str, np.ndarray],
+    attrs: tuple[str, ...],
+) -> None:
+    """Imported predictions as AVEC CSVs per partition (labelled ones cut to the labels)."""
+    for part in ("Devel", "Test"):
+        sub = {r: v for r, v in preds.items() if r.startswith(f"{part}_")}
+        for rec, values in sub.items():
+            t = np.arange(len(values)) / 10.0
+            v = values[: len(golds[rec])] if rec in golds else values
+            write_avec_csv(folder / part.lower() / f"{rec}.csv", rec, t[: len(v)], v, attrs)
 
 
 @dataclass
@@ -233,6 +260,8 @@ def _selection(value: str) -> Any:
     return parts[0] if len(parts) == 1 else tuple(parts)
 
 
+# Over 80 lines because of its 24 keyword options and their docstring; the body is the
+# sequence of steps below (inputs from the server, estimator, fit, log, report).
 def run_fusion(
     *,
     data_root: str | Path = "data/synthetic",
@@ -272,7 +301,7 @@ def run_fusion(
         ValueError: bad options, fewer than two usable inputs, recordings that differ
             between inputs (names the run and file), NaN predictions.
     """
-    from ser_mlflow.fusion.estimator import MultistageSVRFusion, stack_recordings
+    from ser_mlflow.fusion import stack_recordings
 
     if protocol not in ("cv", "paper"):
         raise ValueError(f"protocol: expected cv or paper, got {protocol!r}")
@@ -286,50 +315,143 @@ def run_fusion(
         raise ValueError(f"top_n: fusion needs at least 2 inputs, got {top_n}")
     ks = _parse_grid(contexts, int, "contexts")
     cs = _parse_grid(complexities, float, "complexities")
-    flags = {
-        "context": (context, "frames"),
-        "calibrate": (calibrate, False),
-        "input_selection": (input_selection, "all"),
-        "stage_inputs": (stage_inputs, "oof"),
-    }
-    set_flags = [name for name, (value, default) in flags.items() if value != default]
-    if recipes == "auto" and set_flags and protocol == "cv":
-        echo(f"Recipe fixed by {', '.join(set_flags)} (recipes=flags)")
-        recipes = "flags"
-    recipe_arg: Any
-    if recipes in ("auto", "flags"):
-        recipe_arg = None if recipes == "flags" else "auto"
-    else:
-        recipe_arg = tuple(r.strip() for r in recipes.split(",") if r.strip())
-    # plain strings from the CLI; the estimator validates every choice
-    choices: dict[str, Any] = {
-        "protocol": protocol,
-        "context": context,
-        "input_selection": _selection(input_selection),
-        "stage_inputs": stage_inputs,
-        "solver": solver,
-        "windows": windows,
-    }
-    est = MultistageSVRFusion(
-        n_stages=n_stages,
-        contexts=ks,
-        complexities=cs,
-        n_splits=n_splits,
-        calibrate=calibrate,
-        loss=loss,
-        max_iter=max_iter,
-        n_jobs=n_jobs,
-        recipes=recipe_arg,
-        prune_stages=prune_stages,
-        random_state=seed,
-        verbose=2 if solver == "liblinear" or loss == "epsilon_insensitive" else 1,
-        **choices,
-    )
+    recipes = _recipes_by_flags(
+        recipes, protocol, echo, context=context, calibrate=calibrate,
+        input_selection=input_selection, stage_inputs=stage_inputs,
+    )  # fmt: skip
+    settings = {
+        "top_n": top_n, "rank_metric": rank_metric, "protocol": protocol,
+        "n_stages": n_stages, "contexts": ks, "complexities": cs, "n_splits": n_splits,
+        "calibrate": calibrate, "context": context, "input_selection": input_selection,
+        "stage_inputs": stage_inputs, "loss": loss, "solver": solver, "windows": windows,
+        "max_iter": max_iter, "n_jobs": n_jobs, "recipes": recipes,
+        "prune_stages": prune_stages, "seed": seed,
+    }  # fmt: skip
+    est = _estimator(settings)
     est._check_params()  # every option is refused before the store is asked for runs
     root = Path(data_root)
     golds, attrs, times = read_labels(root / LABELS_FOLDER, "Devel")
+    inputs = _resolve_inputs(root, golds, filter_string, rank_metric, top_n, echo)
+    X, y, groups = stack_recordings(golds, inputs.systems)
+    raw_inputs = _raw_inputs(inputs.used, list(inputs.systems))
+    note = _protocol_note(protocol, n_splits)
+    _echo_plan(echo, settings, inputs, note)
+    started = time.perf_counter()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        est.fit(X, y, groups=groups)
+    fit_seconds = time.perf_counter() - started
+    for message in dict.fromkeys(str(w.message) for w in caught):  # once each, one line
+        echo(f"  note: {message}")
+    fused = _Fused(est, X, y, groups, golds, attrs, times, fit_seconds)
+    with tracking.run_context(
+        experiment=experiment, run_name=f"fusion-{protocol}-{n_stages}st",
+        tags=_fusion_tags(root, protocol, inputs, raw_inputs, note),
+    ) as run:  # fmt: skip
+        tracking.log_params(
+            {k: v for k, v in settings.items() if k not in ("n_jobs", "contexts", "complexities")}
+            | {"filter": inputs.filter, "contexts": ",".join(map(str, ks)),
+               "complexities": ",".join(map(str, cs)), "data_root": str(root),
+               "n_inputs": len(inputs.used)}
+        )  # fmt: skip
+        metrics = _log_scores(fused, settings)
+        intervals = fusion_intervals(
+            X, y, groups, est.stage_predictions_[-1], fused.cultures, list(inputs.systems),
+            attrs, seed=seed,
+        )  # fmt: skip
+        tracking.log_metrics(intervals.metrics())
+        _log_outputs(fused, inputs)
+        _log_plots(fused, settings, intervals)
+        tracking.log_fusion_model(
+            est,
+            system_labels=list(inputs.systems),
+            attributes=list(attrs),
+            input_runs=inputs.used,
+            raw_inputs=raw_inputs,
+        )
+    _echo_scores(echo, est, attrs, protocol == "paper")
+    for line in intervals.table():
+        echo(line)
+    in_sample = protocol == "paper"
+    echo(f"fusion run {run.info.run_id} ({'in-sample, paper protocol' if in_sample else 'cv'})")
+    from ser_mlflow.ui import views
+
+    for line in views.publish_fusion_view(run.info.run_id).lines():
+        echo(line)
+    metrics.update(intervals.metrics())
+    scores = np.asarray(est.stage_scores_)
+    return FusionResult(run.info.run_id, inputs.used, inputs.skipped, scores, metrics)
+
+
+def _recipes_by_flags(recipes: str, protocol: str, echo: Echo, **flags: Any) -> str:
+    """``auto`` becomes ``flags`` under cv when a recipe flag is set away from its default."""
+    defaults = {
+        "context": "frames", "calibrate": False, "input_selection": "all",
+        "stage_inputs": "oof",
+    }  # fmt: skip
+    set_flags = [name for name, default in defaults.items() if flags[name] != default]
+    if recipes == "auto" and set_flags and protocol == "cv":
+        echo(f"Recipe fixed by {', '.join(set_flags)} (recipes=flags)")
+        return "flags"
+    return recipes
+
+
+def _recipe_arg(recipes: str) -> Any:
+    """The estimator's ``recipes``: None (the flags), 'auto' or a tuple of names."""
+    if recipes in ("auto", "flags"):
+        return None if recipes == "flags" else "auto"
+    return tuple(r.strip() for r in recipes.split(",") if r.strip())
+
+
+def _estimator(settings: dict[str, Any]) -> Any:
+    """The fusion estimator of the settings (plain CLI strings; it validates every one)."""
+    from ser_mlflow.fusion import MultistageSVRFusion
+
+    slow = settings["solver"] == "liblinear" or settings["loss"] == "epsilon_insensitive"
+    return MultistageSVRFusion(
+        n_stages=settings["n_stages"],
+        contexts=settings["contexts"],
+        complexities=settings["complexities"],
+        n_splits=settings["n_splits"],
+        calibrate=settings["calibrate"],
+        loss=settings["loss"],
+        max_iter=settings["max_iter"],
+        n_jobs=settings["n_jobs"],
+        recipes=_recipe_arg(settings["recipes"]),
+        prune_stages=settings["prune_stages"],
+        random_state=settings["seed"],
+        verbose=2 if slow else 1,
+        protocol=settings["protocol"],
+        context=settings["context"],
+        input_selection=_selection(settings["input_selection"]),
+        stage_inputs=settings["stage_inputs"],
+        solver=settings["solver"],
+        windows=settings["windows"],
+    )
+
+
+@dataclass
+class _Inputs:
+    """The runs fused: devel (and test) predictions per system label, in rank order."""
+
+    filter: str
+    systems: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    tests: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    used: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+
+
+def _resolve_inputs(
+    root: Path,
+    golds: dict[str, np.ndarray],
+    filter_string: str | None,
+    rank_metric: str,
+    top_n: int,
+    echo: Echo,
+) -> _Inputs:
+    """Ask the tracking server for the top-N FINISHED runs and read their predictions."""
     filters = [filter_string] if filter_string else default_filters(root)
-    flt = " | ".join(filters)
+    inputs = _Inputs(filter=" | ".join(filters))
     found = {
         r.info.run_id: r
         for f in filters
@@ -340,198 +462,207 @@ def run_fusion(
     if not runs and not filter_string:
         raise ValueError(_nothing_found(root, rank_metric))
     if not runs:
-        raise ValueError(f"filter: no FINISHED run with metric {rank_metric!r} matches {flt!r}")
-    systems: dict[str, dict[str, np.ndarray]] = {}
-    tests: dict[str, dict[str, np.ndarray]] = {}
-    used: list[str] = []
-    skipped: list[str] = []
+        raise ValueError(
+            f"filter: no FINISHED run with metric {rank_metric!r} matches {inputs.filter!r}"
+        )
     with tempfile.TemporaryDirectory() as tmp:
         for run in runs:
-            if len(used) == top_n:
+            if len(inputs.used) == top_n:
                 break
-            rid = run.info.run_id
-            label = f"{run.data.tags.get(tracking.TAG_FEATURE_SETS, rid[:8])}#{rid[:6]}"
-            try:
-                folder = tracking.download_artifacts(rid, "predictions", Path(tmp) / rid)
-            except Exception as exc:  # no artifacts: skip with a warning, as documented
-                echo(f"  ! skipping run {rid} ({label}): no predictions/ artifacts ({exc})")
-                skipped.append(rid)
-                continue
-            try:
-                devel = read_folder(folder / "devel", partition="Devel")
-            except DataError as exc:
-                raise ValueError(f"run {rid} ({label}): {exc}") from None
-            missing = sorted(set(golds) - set(devel))
-            if missing:
-                raise ValueError(
-                    f"run {rid} ({label}): no devel predictions for {missing[:5]} "
-                    f"(expected {missing[0]}.csv under predictions/devel)"
-                )
-            systems[label] = devel
-            if (folder / "test").is_dir():
-                tests[label] = read_folder(folder / "test", partition="Test")
-            used.append(rid)
-    if len(used) < 2:
+            _read_run(run, Path(tmp), golds, inputs, echo)
+    if len(inputs.used) < 2:
         raise ValueError(
             f"top_n: fusion needs at least 2 runs with predictions; found "
-            f"{len(used)} matching {flt!r}"
+            f"{len(inputs.used)} matching {inputs.filter!r}"
         )
-    X, y, groups = stack_recordings(golds, systems)
-    raw_inputs = _raw_inputs(used, list(systems))
-    in_sample = protocol == "paper"
-    note = (
-        "IN-SAMPLE (protocol=paper): fitted, chosen and scored on the same devel frames, "
-        "as published; not an estimate of performance on new recordings"
-        if in_sample
-        else f"cross-validated over recordings ({n_splits} folds, nested): every score is on "
+    return inputs
+
+
+def _read_run(
+    run: Any, tmp: Path, golds: dict[str, np.ndarray], inputs: _Inputs, echo: Echo
+) -> None:
+    """One ranked run's predictions into ``inputs`` (skipped with a warning without any)."""
+    rid = run.info.run_id
+    label = f"{run.data.tags.get(tracking.TAG_FEATURE_SETS, rid[:8])}#{rid[:6]}"
+    try:
+        folder = tracking.download_artifacts(rid, "predictions", tmp / rid)
+    except Exception as exc:  # no artifacts: skip with a warning, as documented
+        echo(f"  ! skipping run {rid} ({label}): no predictions/ artifacts ({exc})")
+        inputs.skipped.append(rid)
+        return
+    try:
+        devel = read_folder(folder / "devel", partition="Devel")
+    except DataError as exc:
+        raise ValueError(f"run {rid} ({label}): {exc}") from None
+    missing = sorted(set(golds) - set(devel))
+    if missing:
+        raise ValueError(
+            f"run {rid} ({label}): no devel predictions for {missing[:5]} "
+            f"(expected {missing[0]}.csv under predictions/devel)"
+        )
+    inputs.systems[label] = devel
+    if (folder / "test").is_dir():
+        inputs.tests[label] = read_folder(folder / "test", partition="Test")
+    inputs.used.append(rid)
+
+
+def _protocol_note(protocol: str, n_splits: int) -> str:
+    if protocol == "paper":
+        return (
+            "IN-SAMPLE (protocol=paper): fitted, chosen and scored on the same devel frames, "
+            "as published; not an estimate of performance on new recordings"
+        )
+    return (
+        f"cross-validated over recordings ({n_splits} folds, nested): every score is on "
         "recordings the fusion did not fit"
     )
-    echo(f"Fusing {len(used)} runs by {rank_metric}: {', '.join(systems)}")
-    echo(f"Protocol: {note}")
-    echo(f"SVR: loss {loss}, solver {solver}, windows {windows}")
-    if not in_sample and (recipe_arg is not None or prune_stages):
-        echo(
-            f"Recipe: {'the flags' if recipe_arg is None else recipes} per outer fold and "
-            "attribute by an inner CV grouped by recording"
-            + (f"; at most {n_stages} stages, each kept only while the inner CV improves"
-               if prune_stages else "")
-        )  # fmt: skip
-    started = time.perf_counter()
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        est.fit(X, y, groups=groups)
-    fit_seconds = time.perf_counter() - started
-    for message in dict.fromkeys(str(w.message) for w in caught):  # once each, one line
-        echo(f"  note: {message}")
 
-    tags = {
+
+def _echo_plan(echo: Echo, settings: dict[str, Any], inputs: _Inputs, note: str) -> None:
+    echo(
+        f"Fusing {len(inputs.used)} runs by {settings['rank_metric']}: "
+        f"{', '.join(inputs.systems)}"
+    )
+    echo(f"Protocol: {note}")
+    loss, solver, windows = settings["loss"], settings["solver"], settings["windows"]
+    echo(f"SVR: loss {loss}, solver {solver}, windows {windows}")
+    recipes, prune = settings["recipes"], settings["prune_stages"]
+    if settings["protocol"] != "paper" and (_recipe_arg(recipes) is not None or prune):
+        echo(
+            f"Recipe: {'the flags' if _recipe_arg(recipes) is None else recipes} per outer "
+            "fold and attribute by an inner CV grouped by recording"
+            + (f"; at most {settings['n_stages']} stages, each kept only while the inner CV "
+               "improves" if prune else "")
+        )  # fmt: skip
+
+
+def _fusion_tags(
+    root: Path, protocol: str, inputs: _Inputs, raw_inputs: Any, note: str
+) -> dict[str, str]:
+    return {
         tracking.TAG_STAGE: "fusion",
         tracking.TAG_DIGEST: corpus_fingerprint(root),
-        tracking.TAG_FEATURE_SETS: "fusion(" + ",".join(s.split("#")[0] for s in systems) + ")",
+        tracking.TAG_FEATURE_SETS: "fusion("
+        + ",".join(s.split("#")[0] for s in inputs.systems)
+        + ")",
         "ser.protocol": protocol,
-        "ser.in_sample": str(in_sample).lower(),
-        "ser.input_runs": ",".join(used),
-        "ser.skipped_runs": ",".join(skipped) or "none",
+        "ser.in_sample": str(protocol == "paper").lower(),
+        "ser.input_runs": ",".join(inputs.used),
+        "ser.skipped_runs": ",".join(inputs.skipped) or "none",
         "ser.model_input": "raw" if raw_inputs else "predictions",
         "mlflow.note.content": note,
     }
-    cultures = {r: canonical_recording_name(r)[2] for r in golds}
-    metrics: dict[str, float] = {}
-    with tracking.run_context(
-        experiment=experiment, run_name=f"fusion-{protocol}-{n_stages}st", tags=tags
-    ) as run:
-        tracking.log_params(
-            {
-                "top_n": top_n,
-                "rank_metric": rank_metric,
-                "filter": flt,
-                "protocol": protocol,
-                "n_stages": n_stages,
-                "contexts": ",".join(map(str, ks)),
-                "complexities": ",".join(map(str, cs)),
-                "n_splits": n_splits,
-                "calibrate": calibrate,
-                "context": context,
-                "input_selection": input_selection,
-                "stage_inputs": stage_inputs,
-                "loss": loss,
-                "solver": solver,
-                "windows": windows,
-                "max_iter": max_iter,
-                "data_root": str(root),
-                "n_inputs": len(used),
-                "recipes": recipes,
-                "prune_stages": prune_stages,
-                "seed": seed,
-            }
-        )
-        tracking.log_params(
-            {f"recipe_{a}": r for a, r in zip(attrs, est.recipes_, strict=True)}
-            | {f"stages_kept_{a}": n for a, n in zip(attrs, est.stages_kept_, strict=True)}
-        )
-        for s, stage_choice in enumerate(est.chosen_):
-            for a, kc in zip(attrs, stage_choice, strict=True):
-                if kc is not None:  # None: beyond the stages this attribute kept
-                    name = f"stage{s + 1}_{a}"
-                    tracking.log_params({f"{name}_k": kc[0], f"{name}_C": kc[1]})
-        for s in range(n_stages):
-            preds = {rec: est.stage_predictions_[s][groups == rec] for rec in golds}
-            metrics = score_recordings(preds, golds, cultures, attrs, prefix="devel_")
-            tracking.log_metrics(metrics, step=s + 1)
-        # iterations: liblinear reaching max_iter means it stopped unconverged (published)
-        tracking.log_metrics({"fusion_fit_seconds": fit_seconds, "fusion_n_iter": est.n_iter_})
-        final = {rec: est.stage_predictions_[-1][groups == rec] for rec in golds}
-        intervals = fusion_intervals(X, y, groups, est.stage_predictions_[-1], cultures,
-                                     list(systems), attrs, seed=seed)  # fmt: skip
-        tracking.log_metrics(intervals.metrics())
-        with tempfile.TemporaryDirectory() as tmp:
-            out = Path(tmp) / "predictions"
-            for rec, values in final.items():
-                write_avec_csv(out / "devel" / f"{rec}.csv", rec, times[rec], values, attrs)
-            if len(tests) == len(systems) and tests:
-                common = sorted(set.intersection(*(set(t) for t in tests.values())))
-                if common:
-                    lengths = {r: min(len(t[r]) for t in tests.values()) for r in common}
-                    Xt = np.vstack(
-                        [np.hstack([tests[s][r][: lengths[r]] for s in systems]) for r in common]
-                    )
-                    gt = np.concatenate([np.full(lengths[r], r, dtype=object) for r in common])
-                    pt = est.predict(Xt, groups=gt)
-                    for r in common:
-                        write_avec_csv(
-                            out / "test" / f"{r}.csv",
-                            r,
-                            np.arange(lengths[r]) / 10.0,
-                            pt[gt == r],
-                            attrs,
-                        )
-            tracking.log_artifact_dir(out, "predictions")
-            (Path(tmp) / "chosen.json").write_text(
-                json.dumps(
-                    {
-                        "chosen": [
-                            [None if kc is None else list(map(float, kc)) for kc in st]
-                            for st in est.chosen_
-                        ],
-                        "stage_scores": np.asarray(est.stage_scores_).tolist(),
-                        "inputs": dict(zip(systems, used, strict=True)),
-                    },
-                    indent=1,
-                )
-            )
-            tracking.log_text((Path(tmp) / "chosen.json").read_text(), "fusion/chosen.json")
-            tracking.log_text(
-                json.dumps(recipe_report(est, attrs), indent=1), "fusion/recipes.json"
-            )
-        from ser_mlflow.scoring import plots
 
-        tracking.log_figure(
-            plots.fusion_stages(
-                np.asarray(est.stage_scores_),
-                attrs,
-                title=(
-                    f"Multistage fusion, {'paper protocol (in-sample)' if in_sample else 'cv'}\n"
-                    f"{'absolute' if loss == 'epsilon_insensitive' else 'squared'} loss, "
-                    f"{solver} solver, {windows} windows"
-                ),
+
+@dataclass
+class _Fused:
+    """A fitted fusion and the devel data it was fitted on."""
+
+    est: Any
+    X: np.ndarray
+    y: np.ndarray
+    groups: np.ndarray
+    golds: dict[str, np.ndarray]
+    attrs: tuple[str, ...]
+    times: dict[str, np.ndarray]
+    fit_seconds: float
+
+    @property
+    def cultures(self) -> dict[str, str]:
+        return {r: canonical_recording_name(r)[2] for r in self.golds}
+
+
+def _log_scores(fused: _Fused, settings: dict[str, Any]) -> dict[str, float]:
+    """Chosen recipes and grid points as params, per-stage devel scores as metrics."""
+    est, attrs = fused.est, fused.attrs
+    tracking.log_params(
+        {f"recipe_{a}": r for a, r in zip(attrs, est.recipes_, strict=True)}
+        | {f"stages_kept_{a}": n for a, n in zip(attrs, est.stages_kept_, strict=True)}
+    )
+    for s, stage_choice in enumerate(est.chosen_):
+        for a, kc in zip(attrs, stage_choice, strict=True):
+            if kc is not None:  # None: beyond the stages this attribute kept
+                name = f"stage{s + 1}_{a}"
+                tracking.log_params({f"{name}_k": kc[0], f"{name}_C": kc[1]})
+    metrics: dict[str, float] = {}
+    for s in range(settings["n_stages"]):
+        preds = {rec: est.stage_predictions_[s][fused.groups == rec] for rec in fused.golds}
+        metrics = score_recordings(preds, fused.golds, fused.cultures, attrs, prefix="devel_")
+        tracking.log_metrics(metrics, step=s + 1)
+    # iterations: liblinear reaching max_iter means it stopped unconverged (published)
+    tracking.log_metrics({"fusion_fit_seconds": fused.fit_seconds, "fusion_n_iter": est.n_iter_})
+    return metrics
+
+
+def _log_outputs(fused: _Fused, inputs: _Inputs) -> None:
+    """The fused devel (and, when every input has them, test) predictions and reports."""
+    est, attrs, systems = fused.est, fused.attrs, inputs.systems
+    final = {rec: est.stage_predictions_[-1][fused.groups == rec] for rec in fused.golds}
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "predictions"
+        for rec, values in final.items():
+            write_avec_csv(out / "devel" / f"{rec}.csv", rec, fused.times[rec], values, attrs)
+        if len(inputs.tests) == len(systems) and inputs.tests:
+            _write_test_predictions(est, inputs, out / "test", attrs)
+        tracking.log_artifact_dir(out, "predictions")
+        (Path(tmp) / "chosen.json").write_text(
+            json.dumps(
+                {
+                    "chosen": [
+                        [None if kc is None else list(map(float, kc)) for kc in st]
+                        for st in est.chosen_
+                    ],
+                    "stage_scores": np.asarray(est.stage_scores_).tolist(),
+                    "inputs": dict(zip(systems, inputs.used, strict=True)),
+                },
+                indent=1,
+            )
+        )
+        tracking.log_text((Path(tmp) / "chosen.json").read_text(), "fusion/chosen.json")
+        tracking.log_text(json.dumps(recipe_report(est, attrs), indent=1), "fusion/recipes.json")
+
+
+def _write_test_predictions(est: Any, inputs: _Inputs, out: Path, attrs: tuple[str, ...]) -> None:
+    """Fuse the Test recordings every input predicted (cut to the shortest input)."""
+    tests, systems = inputs.tests, inputs.systems
+    common = sorted(set.intersection(*(set(t) for t in tests.values())))
+    if not common:
+        return
+    lengths = {r: min(len(t[r]) for t in tests.values()) for r in common}
+    Xt = np.vstack([np.hstack([tests[s][r][: lengths[r]] for s in systems]) for r in common])
+    gt = np.concatenate([np.full(lengths[r], r, dtype=object) for r in common])
+    pt = est.predict(Xt, groups=gt)
+    for r in common:
+        write_avec_csv(out / f"{r}.csv", r, np.arange(lengths[r]) / 10.0, pt[gt == r], attrs)
+
+
+def _log_plots(fused: _Fused, settings: dict[str, Any], intervals: FusionIntervals) -> None:
+    from ser_mlflow.scoring import plots
+
+    in_sample = settings["protocol"] == "paper"
+    loss = "absolute" if settings["loss"] == "epsilon_insensitive" else "squared"
+    tracking.log_figure(
+        plots.fusion_stages(
+            np.asarray(fused.est.stage_scores_),
+            fused.attrs,
+            title=(
+                f"Multistage fusion, {'paper protocol (in-sample)' if in_sample else 'cv'}\n"
+                f"{loss} loss, {settings['solver']} solver, {settings['windows']} windows"
             ),
-            "plots/ccc_per_stage.png",
-        )
-        tracking.log_figure(
-            plots.fusion_intervals(
-                intervals,
-                title=f"Fusion vs its inputs, {'in-sample' if in_sample else 'cv'}: 95% "
-                "bootstrap over recordings",
-            ),
-            "plots/ccc_intervals.png",
-        )
-        tracking.log_fusion_model(
-            est,
-            system_labels=list(systems),
-            attributes=list(attrs),
-            input_runs=used,
-            raw_inputs=raw_inputs,
-        )
+        ),
+        "plots/ccc_per_stage.png",
+    )
+    tracking.log_figure(
+        plots.fusion_intervals(
+            intervals,
+            title=f"Fusion vs its inputs, {'in-sample' if in_sample else 'cv'}: 95% "
+            "bootstrap over recordings",
+        ),
+        "plots/ccc_intervals.png",
+    )
+
+
+def _echo_scores(echo: Echo, est: Any, attrs: tuple[str, ...], in_sample: bool) -> None:
     scores = np.asarray(est.stage_scores_)
     echo(f"\n{'stage':<7}" + "".join(f"{a:>10}" for a in attrs) + f"{'mean':>10}")
     for s, row in enumerate(scores, start=1):
@@ -540,15 +671,6 @@ def run_fusion(
         echo("recipe / stages kept: " + ", ".join(
             f"{a} {r}/{n}" for a, r, n in zip(attrs, est.recipes_, est.stages_kept_, strict=True)
         ) + "  (per outer fold: fusion/recipes.json)")  # fmt: skip
-    for line in intervals.table():
-        echo(line)
-    echo(f"fusion run {run.info.run_id} ({'in-sample, paper protocol' if in_sample else 'cv'})")
-    from ser_mlflow.ui import views
-
-    for line in views.publish_fusion_view(run.info.run_id).lines():
-        echo(line)
-    metrics.update(intervals.metrics())
-    return FusionResult(run.info.run_id, used, skipped, scores, metrics)
 
 
 @dataclass
@@ -666,7 +788,7 @@ def fusion_intervals(
 
 def recipe_report(est: Any, attributes: Sequence[str]) -> dict[str, Any]:
     """What the fusion chose, per outer fold and for the final model (JSON-ready)."""
-    from ser_mlflow.fusion.estimator import RECIPES
+    from ser_mlflow.fusion import RECIPES
 
     def named(choices: list[dict[str, Any]]) -> dict[str, Any]:
         return dict(zip(attributes, choices, strict=True))

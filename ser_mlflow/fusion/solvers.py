@@ -15,10 +15,17 @@ No TensorFlow or MLflow imports.
 
 from __future__ import annotations
 
+import tempfile
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+from joblib import effective_n_jobs
 from scipy.linalg import cho_factor, cho_solve
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.svm import LinearSVR
 from threadpoolctl import threadpool_limits
 
@@ -49,6 +56,8 @@ _ADMM_MAX_ITER = 2000
 _ADMM_RHO = 2.0
 
 
+# Over 80 lines on purpose: one ADMM loop whose iterates (w, r, u, the active columns and
+# the float32 copies) are shared by every step; split up, each piece would take them all.
 def lad_grid(
     Z: np.ndarray,
     G: np.ndarray,
@@ -169,3 +178,55 @@ def liblinear_fit(
     """Weights (d,), intercept first, and iterations of one LinearSVR fit (published solver)."""
     svr = LinearSVR(C=C, epsilon=0.0, **params).fit(Z, y)
     return np.concatenate((np.atleast_1d(svr.intercept_), svr.coef_)), int(svr.n_iter_)
+
+
+def design(
+    Zx: np.ndarray,
+    Zs: np.ndarray | None,
+    rows: np.ndarray,
+    cx: slice | np.ndarray,
+    cs: slice | np.ndarray | None,
+) -> np.ndarray:
+    """Feature rows of the training frames (without the constant column): the input
+    windows ``Zx``, then the previous stage's output windows ``Zs`` when there are any."""
+    Z = Zx[rows][:, cx]
+    if Zs is not None:
+        Z = np.hstack((Z, Zs[rows][:, cs]))
+    return np.asarray(Z)
+
+
+@contextmanager
+def shared_banks(
+    n_jobs: int | None, Zx: np.ndarray, Zs: np.ndarray | None
+) -> Iterator[tuple[np.ndarray | str, np.ndarray | str | None]]:
+    """The window banks as worker processes should receive them: the arrays themselves
+    when the fits run in this process, else ``.npy`` files each worker maps read-only
+    (written once per stage; joblib would hash and dump the array once per fit)."""
+    if effective_n_jobs(n_jobs) == 1:
+        yield Zx, Zs
+        return
+    with tempfile.TemporaryDirectory(prefix="ser-fusion-") as tmp:
+        np.save(Path(tmp, "x.npy"), Zx)
+        if Zs is not None:
+            np.save(Path(tmp, "s.npy"), Zs)
+        yield str(Path(tmp, "x.npy")), None if Zs is None else str(Path(tmp, "s.npy"))
+
+
+def liblinear_cell(
+    Zx: np.ndarray | str,
+    Zs: np.ndarray | str | None,
+    rows: np.ndarray,
+    cx: slice | np.ndarray,
+    cs: slice | np.ndarray | None,
+    y: np.ndarray,
+    C: float,
+    params: dict[str, Any],
+) -> tuple[np.ndarray, int]:
+    """One published-solver fit of one C and attribute (run in a worker process)."""
+    zx = np.load(Zx, mmap_mode="r") if isinstance(Zx, str) else Zx
+    zs = np.load(Zs, mmap_mode="r") if isinstance(Zs, str) else Zs
+    with warnings.catch_warnings():
+        # one warning per unconverged fit, from every worker; the estimator sums them up
+        # from the iteration counts in one warning
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return liblinear_fit(design(zx, zs, rows, cx, cs), y, C, params)
