@@ -19,6 +19,7 @@ import numpy as np
 
 from ser_mlflow import tracking
 from ser_mlflow.data.extract import COLUMNS, EXTRACTABLE, audio_files, run_extraction
+from ser_mlflow.tracking.tags import TAG_INPUT, TAG_MODEL_NAME, TAG_MODEL_URI, TAG_MODEL_VERSION
 
 Echo = Callable[[str], None]
 
@@ -108,11 +109,11 @@ def predict_audio(
         tags = {
             tracking.TAG_STAGE: "predict",
             tracking.TAG_FEATURE_SETS: "+".join(sets),
-            "ser.model_uri": model_uri,
-            "ser.input": "audio",
+            TAG_MODEL_URI: model_uri,
+            TAG_INPUT: "audio",
         }
         if version:
-            tags.update({"ser.model_name": version[0], "ser.model_version": version[1]})
+            tags.update({TAG_MODEL_NAME: version[0], TAG_MODEL_VERSION: version[1]})
         with tracking.run_context(
             experiment=experiment, run_name="predict-audio", tags=tags
         ) as run:

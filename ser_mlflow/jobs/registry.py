@@ -16,9 +16,21 @@ from typing import Any
 
 from ser_mlflow import tracking
 from ser_mlflow.data.fingerprint import corpus_fingerprint
+from ser_mlflow.tracking.tags import (
+    TAG_IN_SAMPLE,
+    TAG_MODEL_INPUT,
+    TAG_MODEL_NAME,
+    TAG_MODEL_URI,
+    TAG_MODEL_VERSION,
+    TAG_PREVIOUS_PREFIX,
+    TAG_PREVIOUS_VERSION,
+    TAG_PROMOTED_AT,
+    TAG_PROMOTED_PREFIX,
+    TAG_PROMOTION_FORCED,
+    TAG_RUN_ID,
+)
 
 Echo = Callable[[str], None]
-TAG_MODEL_INPUT = "ser.model_input"  # "raw": the model predicts from raw feature columns
 
 
 def default_filter(data_root: str | Path) -> str:
@@ -71,7 +83,7 @@ def register_best(
         for r in tracking.search_runs(filter_string=full, order_by=[f"metrics.`{metric}` DESC"])
         if metric in r.data.metrics
         # an in-sample (paper protocol) fusion scores on frames it fitted: never a champion
-        and not (not filter_string and r.data.tags.get("ser.in_sample") == "true")
+        and not (not filter_string and r.data.tags.get(TAG_IN_SAMPLE) == "true")
     ]
     if not runs:
         raise ValueError(f"filter: no FINISHED run with metric {metric!r} matches {flt!r}")
@@ -79,7 +91,7 @@ def register_best(
     before = {str(v.version) for v in tracking.model_versions(model_name)}
     version = str(tracking.register_run_model(best.info.run_id, model_name).version)
     value = float(best.data.metrics[metric])
-    tracking.set_version_tags(model_name, version, {metric: value, "ser.run_id": best.info.run_id})
+    tracking.set_version_tags(model_name, version, {metric: value, TAG_RUN_ID: best.info.run_id})
     is_new = version not in before
     sets = best.data.tags.get(tracking.TAG_FEATURE_SETS, "?")
     echo(
@@ -125,11 +137,11 @@ def _record_promotion(model_name: str, version: str, old_version: str | None, ol
         model_name,
         version,
         {
-            "ser.promoted_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "ser.previous_version": old_version or "none",
-            f"ser.previous_{metric}": old_value if old_version else "none",
-            f"ser.promoted_{metric}": new_value,
-            "ser.promotion_forced": str(force).lower(),
+            TAG_PROMOTED_AT: time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            TAG_PREVIOUS_VERSION: old_version or "none",
+            f"{TAG_PREVIOUS_PREFIX}{metric}": old_value if old_version else "none",
+            f"{TAG_PROMOTED_PREFIX}{metric}": new_value,
+            TAG_PROMOTION_FORCED: str(force).lower(),
         },
     )
 
@@ -257,10 +269,10 @@ def predict(
         tracking.TAG_STAGE: "predict",
         tracking.TAG_FEATURE_SETS: "+".join(sets),
         tracking.TAG_DIGEST: corpus_fingerprint(data_root),
-        "ser.model_uri": model_uri,
+        TAG_MODEL_URI: model_uri,
     }
     if version:
-        tags.update({"ser.model_name": version[0], "ser.model_version": version[1]})
+        tags.update({TAG_MODEL_NAME: version[0], TAG_MODEL_VERSION: version[1]})
     with tracking.run_context(
         experiment=experiment, run_name=f"predict-{partition.lower()}", tags=tags
     ) as run:

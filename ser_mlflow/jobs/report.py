@@ -26,6 +26,7 @@ from ser_mlflow import tracking
 from ser_mlflow.scoring import evaluation
 from ser_mlflow.tracking import runpreds
 from ser_mlflow.tracking.runpreds import Gold, RunPredictions
+from ser_mlflow.tracking.tags import TAG_REPORT_GROUPS, TAG_REPORT_PARENT, TAG_REPORT_RUNS
 
 Echo = Callable[[str], None]
 
@@ -573,11 +574,11 @@ def run_report(
     exp = experiment or tracking.experiment_name_of(runs[0].info.run_id)
     tags = {
         tracking.TAG_STAGE: "report",
-        "ser.report_runs": ",".join(r.info.run_id for r in runs)[:5000],
-        "ser.report_groups": ",".join(g.label for g in data.groups)[:5000],
+        TAG_REPORT_RUNS: ",".join(r.info.run_id for r in runs)[:5000],
+        TAG_REPORT_GROUPS: ",".join(g.label for g in data.groups)[:5000],
     }
     if parent_run_id:
-        tags["ser.report_parent"] = parent_run_id
+        tags[TAG_REPORT_PARENT] = parent_run_id
     with tracking.run_context(experiment=exp, run_name="report", tags=tags) as run:
         tracking.log_params({"inputs": inputs[:500], "n_boot": n_boot, "seed": seed,
                              "pairs": pairs or "default", "group_by": ",".join(group_by)

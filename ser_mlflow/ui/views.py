@@ -72,6 +72,21 @@ from pathlib import Path
 from typing import Any
 
 from ser_mlflow import tracking
+from ser_mlflow.tracking.tags import (
+    TAG_CHART_URL,
+    TAG_CHILDREN,
+    TAG_LOSS_GROUP,
+    TAG_OBJECTIVE,
+    TAG_PARENT_RUN,
+    TAG_PROTOCOL,
+    TAG_REUSED_RUNS,
+    TAG_TRIAL_NUMBER,
+    TAG_TRIAL_STATE,
+    TAG_VIEW_KEY,
+    TAG_VIEW_KIND,
+    TAG_VIEW_NAME,
+    TAG_VIEW_URL,
+)
 
 VIEW_TAG_PREFIX = "mlflow.sharedViewState."
 SHARE_KEY_PARAM = "viewStateShareKey"
@@ -96,16 +111,10 @@ UI_STATE_KEYS = frozenset(
      "globalLineChartConfig", "chartsSearchFilter"}
 )  # fmt: skip
 
-TAG_VIEW_KEY = "ser.view_key"
-TAG_VIEW_URL = "ser.view_url"
-TAG_CHART_URL = "ser.chart_url"
-TAG_VIEW_KIND = "ser.view_kind"
-TAG_VIEW_NAME = "ser.view_name"
 
 DEFAULT_UI_URL = "http://127.0.0.1:5000"
 ATTRS = ("arousal", "valence", "liking")
 CCC = tuple(f"devel_ccc_{a}" for a in (*ATTRS, "mean"))
-PARENT_TAG = "mlflow.parentRunId"
 
 
 class ViewUnsupported(RuntimeError):
@@ -185,7 +194,7 @@ def col(kind: str, name: str) -> str:
 
 
 def children_filter(parent_run_id: str) -> str:
-    return f"tags.`{PARENT_TAG}` = '{parent_run_id}'"
+    return f"tags.`{TAG_PARENT_RUN}` = '{parent_run_id}'"
 
 
 def step_filter(parent_run_id: str, tags: Mapping[str, str] | None = None) -> str:
@@ -199,8 +208,8 @@ def step_filter(parent_run_id: str, tags: Mapping[str, str] | None = None) -> st
         tags = {}
         with contextlib.suppress(Exception):
             tags = tracking.get_run(parent_run_id).data.tags
-    reused = [r for r in tags.get("ser.reused_runs", "").split(",") if r]
-    ids = [r for r in tags.get("ser.children", "").split(",") if r]
+    reused = [r for r in tags.get(TAG_REUSED_RUNS, "").split(",") if r]
+    ids = [r for r in tags.get(TAG_CHILDREN, "").split(",") if r]
     if reused and ids:
         return "attributes.run_id IN (" + ", ".join(f"'{r}'" for r in ids) + ")"
     return children_filter(parent_run_id)
@@ -318,7 +327,6 @@ def _base_state(
 #: Tag a compare step puts on its runs: the loss and that its group row is a mean, because
 #: the UI labels a group row only with the grouping value ("Group: MTL2 mean"; the run-name
 #: column is 190 px wide, whatever the view says, so the label stays short).
-TAG_LOSS_GROUP = "ser.loss_group"
 
 
 def loss_group(loss: str) -> str:
@@ -407,8 +415,8 @@ def search_state(parent_run_id: str, *, objective_metrics: Sequence[str]) -> dic
             columns=[
                 *(col("params", p) for p in ("alpha", "beta", "gamma")),
                 *(col("metrics", m) for m in metrics),
-                col("tags", "ser.trial_state"),
-                col("tags", "ser.trial_number"),
+                col("tags", TAG_TRIAL_STATE),
+                col("tags", TAG_TRIAL_NUMBER),
             ],
             search_filter=None,
         ),
@@ -460,7 +468,7 @@ def fusion_state(*, search_filter: str) -> dict[str, Any]:
         "",
         order_by="devel_ccc_mean",
         columns=[
-            col("tags", "ser.protocol"),
+            col("tags", TAG_PROTOCOL),
             col("params", "recipes"),
             col("params", "n_stages"),
             *(col("metrics", m) for m in ("devel_ccc_mean", *ccc_cols, *gain_cols)),
@@ -471,7 +479,7 @@ def fusion_state(*, search_filter: str) -> dict[str, Any]:
         {
             "groupBy": {
                 "aggregateFunction": "max",
-                "groupByKeys": [{"mode": "tag", "groupByData": "ser.protocol"}],
+                "groupByKeys": [{"mode": "tag", "groupByData": TAG_PROTOCOL}],
             },
             "useGroupedValuesInCharts": False,
             "compareRunCharts": [
@@ -866,7 +874,7 @@ def backfill_search_views(*, max_runs: int = 20) -> list[View]:
         for r in runs:
             if TAG_VIEW_KEY in r.data.tags:
                 continue
-            metrics = search_objective_metrics(r.data.tags.get("ser.objective", "mean"))
+            metrics = search_objective_metrics(r.data.tags.get(TAG_OBJECTIVE, "mean"))
             with contextlib.suppress(Exception):
                 out.append(write_search_view(r.info.run_id, objective_metric=metrics))
     return out
