@@ -224,7 +224,7 @@ def test_fusion_of_trained_runs(tiny_corpus: Path, tracking_store: str, tmp_path
     assert run.data.tags["ser.model_input"] == "raw"
     model = mlflow.pyfunc.load_model(f"runs:/{res.run_id}/model")
     meta = model.unwrap_python_model().meta
-    assert meta["kind"] == "fusion" and len(meta["feature_columns"]) == 9
+    assert meta.kind == "fusion" and len(meta.feature_columns) == 9
     # raw features in, fused predictions out: equals running the input models, then fusion
     from ser_mlflow.data import load_corpus
     from ser_mlflow.models.pyfunc import recordings_frame
@@ -242,8 +242,8 @@ def test_fusion_of_trained_runs(tiny_corpus: Path, tracking_store: str, tmp_path
     assert len(fused) == sum(len(r.features) for r in devel)
     inner = model.unwrap_python_model()
     cols = []
-    for spec, m in zip(meta["inputs"], inner.inputs, strict=True):
-        p = m.predict(raw[["name", "timestamp", *spec["feature_columns"]]])
+    for spec, m in zip(meta.inputs, inner.inputs, strict=True):
+        p = m.predict(raw[["name", "timestamp", *spec.feature_columns]])
         cols.append(p[["arousal", "valence", "liking"]].to_numpy())
     expected = inner.fusion.predict(np.hstack(cols), groups=raw["name"].to_numpy())
     np.testing.assert_allclose(

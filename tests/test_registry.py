@@ -64,7 +64,7 @@ def test_register_predict_promote_serve(
     # load by alias in a fresh process, nothing but the URI
     code = (
         "import mlflow,sys; m=mlflow.pyfunc.load_model('models:/ser-ces@champion');"
-        "print(sorted(m.unwrap_python_model().meta['feature_sets']))"
+        "print(sorted(m.unwrap_python_model().meta.feature_sets))"
     )
     proc = subprocess.run(
         [sys.executable, "-c", code],

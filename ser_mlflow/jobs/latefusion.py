@@ -222,7 +222,7 @@ def _raw_inputs(run_ids: list[str], labels: list[str]) -> list[dict[str, Any]] |
         uri = f"runs:/{rid}/model"
         meta = tracking.load_pyfunc(uri).unwrap_python_model().meta
         specs.append(
-            {"system": label, "model_uri": uri, "feature_columns": list(meta["feature_columns"])}
+            {"system": label, "model_uri": uri, "feature_columns": list(meta.feature_columns)}
         )
     return specs
 

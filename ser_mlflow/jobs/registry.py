@@ -249,7 +249,7 @@ def predict(
     sets = list(dict.fromkeys(c.split(":", 1)[0] for c in corpus.feature_columns))
     recs = corpus.partition(partition)
     result = model.predict(frame)
-    attrs = list(meta["attributes"])
+    attrs = list(meta.attributes)
     out = Path(out)
     preds: dict[str, np.ndarray] = {}
     for rec in recs:
@@ -322,15 +322,15 @@ def _model_frames(model: Any, data_root: str | Path, partition: str) -> tuple[An
     from ser_mlflow.models.pyfunc import recordings_frame
 
     meta = model.unwrap_python_model().meta
-    if meta.get("kind") == "fusion" and not meta.get("raw_columns"):
+    if meta.takes_predictions:
         raise ValueError(
             "model: this fusion takes its systems' predictions (columns "
-            f"{meta['feature_columns'][:3]} ...), not features; give it the prediction "
+            f"{meta.feature_columns[:3]} ...), not features; give it the prediction "
             "files of those systems (see the README, 'Model registry')"
         )
     # a fusion over trained runs takes the union of its input models' raw columns
-    columns = meta.get("raw_columns") or meta["feature_columns"]
-    sets = meta.get("feature_sets") or list(dict.fromkeys(c.split(":", 1)[0] for c in columns))
+    columns = meta.input_columns
+    sets = meta.input_feature_sets
     try:
         corpus = load_corpus(data_root, sets, partitions=(partition,), labelled=(partition,))
         labelled = True

@@ -16,15 +16,15 @@ shift (aligned with the labels).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import mlflow.pyfunc
 import numpy as np
 import pandas as pd
 from mlflow.pyfunc.model import PythonModel
+
+from ser_mlflow.models.metadata import ARTIFACT, ModelMetadata
 
 NAME_COL = "name"
 TIME_COL = "timestamp"
@@ -120,15 +120,15 @@ class SERModel(PythonModel):
     """
 
     def load_context(self, context: Any) -> None:
-        meta = json.loads(Path(context.artifacts["preprocess"]).read_text())
+        meta = ModelMetadata.read(context.artifacts[ARTIFACT])
         self.meta = meta
-        if meta.get("kind") == "fusion":
+        if meta.kind == "fusion":
             import joblib
 
             self.fusion = joblib.load(context.artifacts["fusion"])
             self.inputs = [
                 mlflow.pyfunc.load_model(context.artifacts[f"input_{i}"])
-                for i in range(len(meta.get("inputs", [])))
+                for i in range(len(meta.inputs))
             ]
             return
         from ser_mlflow._quiet import import_tensorflow_quietly
@@ -138,24 +138,24 @@ class SERModel(PythonModel):
 
         from ser_mlflow.data import Standardizer
 
-        self.standardizer = Standardizer.from_dict(meta["standardizer"])
+        self.standardizer = Standardizer.from_dict(meta.standardizer)
         self.network = keras.saving.load_model(context.artifacts["network"], compile=False)
 
     def predict(
         self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
     ) -> pd.DataFrame:
-        if self.meta.get("kind") == "fusion":
+        if self.meta.kind == "fusion":
             return self._predict_fusion(model_input)
         from ser_mlflow.data import unshift_predictions
         from ser_mlflow.nn.model import predict_sequences
 
         meta = self.meta
-        names, feats, stamps = split_recordings(model_input, meta["feature_columns"])
+        names, feats, stamps = split_recordings(model_input, meta.feature_columns)
         preds = predict_sequences(self.network, [self.standardizer.transform(f) for f in feats])
         frames = []
         for name, stamp, pred in zip(names, stamps, preds, strict=True):
-            pred = unshift_predictions(pred, int(meta["shift_frames"]))
-            part = pd.DataFrame(pred, columns=list(meta["attributes"]))
+            pred = unshift_predictions(pred, meta.shift_frames)
+            part = pd.DataFrame(pred, columns=list(meta.attributes))
             part.insert(0, TIME_COL, stamp)
             part.insert(0, NAME_COL, name)
             frames.append(part)
@@ -164,23 +164,23 @@ class SERModel(PythonModel):
     def _input_predictions(self, model_input: pd.DataFrame) -> pd.DataFrame:
         """Run every input model on its own raw feature columns -> ``<system>:<attr>``."""
         meta = self.meta
-        split_recordings(model_input, meta["raw_columns"])  # validate once, clearly
+        split_recordings(model_input, meta.raw_columns)  # validate once, clearly
         model_input = time_ordered(model_input)  # the input models answer in time order
         out = model_input[[NAME_COL, TIME_COL]].reset_index(drop=True)
-        for spec, model in zip(meta["inputs"], self.inputs, strict=True):
-            cols = [NAME_COL, TIME_COL, *spec["feature_columns"]]
+        for spec, model in zip(meta.inputs, self.inputs, strict=True):
+            cols = [NAME_COL, TIME_COL, *spec.feature_columns]
             pred = model.predict(model_input[cols])
-            for a in meta["attributes"]:
-                out[f"{spec['system']}:{a}"] = pred[a].to_numpy()
+            for a in meta.attributes:
+                out[f"{spec.system}:{a}"] = pred[a].to_numpy()
         return out
 
     def _predict_fusion(self, model_input: pd.DataFrame) -> pd.DataFrame:
         import numpy as np
 
         meta = self.meta
-        if meta.get("inputs"):
+        if meta.inputs:
             model_input = self._input_predictions(model_input)
-        names, values, stamps = split_recordings(model_input, meta["feature_columns"])
+        names, values, stamps = split_recordings(model_input, meta.feature_columns)
         X = np.vstack(values).astype(np.float64)
         groups = np.concatenate(
             [np.full(len(v), n, dtype=object) for n, v in zip(names, values, strict=True)]
@@ -188,7 +188,7 @@ class SERModel(PythonModel):
         fused = self.fusion.predict(X, groups=groups)
         if fused.ndim == 1:
             fused = fused[:, None]
-        out = pd.DataFrame(fused, columns=list(meta["attributes"]))
+        out = pd.DataFrame(fused, columns=list(meta.attributes))
         out.insert(0, TIME_COL, np.concatenate(stamps))
         out.insert(
             0, NAME_COL, np.concatenate([[n] * len(v) for n, v in zip(names, values, strict=True)])

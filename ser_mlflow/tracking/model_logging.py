@@ -11,6 +11,7 @@ from typing import Any
 
 import mlflow
 
+from ser_mlflow.models.metadata import ARTIFACT, FILE_NAME, FusionInput, ModelMetadata
 from ser_mlflow.tracking.store import configure
 from ser_mlflow.tracking.tags import TAG_MODEL_INPUT
 
@@ -30,38 +31,48 @@ def _pip_requirements() -> list[str]:
 def log_ser_model(
     *,
     network: Any,
-    preprocess: Mapping[str, Any],
+    metadata: ModelMetadata,
     example: Any,
     example_output: Any,
     workdir: Path,
     params: Mapping[str, Any] | None = None,
     name: str = "model",
 ) -> Any:
-    """Log the self-contained pyfunc (network + preprocessing) as the run's LoggedModel.
+    """Log the self-contained pyfunc (network + its metadata) as the run's LoggedModel.
 
     The package source travels with the model (``code_paths``), so loading needs only the
     URI and the pip requirements, not this checkout.
     """
-    import json
+    workdir.mkdir(parents=True, exist_ok=True)
+    net_path = workdir / "network.keras"
+    network.save(net_path)
+    meta_path = metadata.write(workdir / FILE_NAME)
+    return _log_ser_pyfunc(
+        name=name,
+        artifacts={"network": str(net_path), ARTIFACT: str(meta_path)},
+        example=example,
+        example_output=example_output,
+        params={k: str(v) for k, v in (params or {}).items()},
+    )
 
+
+def _log_ser_pyfunc(*, name: str, artifacts: dict[str, str], example: Any,
+                    example_output: Any, **kwargs: Any) -> Any:
+    """Log :class:`~ser_mlflow.models.pyfunc.SERModel` from code with the package inside."""
     from mlflow.models import infer_signature
 
     import ser_mlflow
 
-    workdir.mkdir(parents=True, exist_ok=True)
-    net_path = workdir / "network.keras"
-    network.save(net_path)
-    meta_path = workdir / "preprocess.json"
-    meta_path.write_text(json.dumps(dict(preprocess), indent=1))
+    package = Path(ser_mlflow.__file__).parent
     return _log_pyfunc(
         name=name,
-        python_model=str(Path(ser_mlflow.__file__).parent / "models" / "entry.py"),
-        artifacts={"network": str(net_path), "preprocess": str(meta_path)},
+        python_model=str(package / "models" / "entry.py"),
+        artifacts=artifacts,
         signature=infer_signature(example, example_output),
         input_example=example,
-        code_paths=[str(Path(ser_mlflow.__file__).parent)],
+        code_paths=[str(package)],
         pip_requirements=_pip_requirements(),
-        params={k: str(v) for k, v in (params or {}).items()},
+        **kwargs,
     )
 
 
@@ -115,55 +126,51 @@ def log_fusion_model(
     ``raw_inputs`` (one ``{"system", "model_uri", "feature_columns"}`` per input, all runs
     with models), the input models are packed inside and the input is raw features.
     """
-    import json
-
     import joblib
-    import pandas as pd
-    from mlflow.models import infer_signature
 
-    import ser_mlflow
-
-    columns = [f"{s}:{a}" for s in system_labels for a in attributes]
+    inputs = [FusionInput(sp["system"], sp["model_uri"], list(sp["feature_columns"]))
+              for sp in raw_inputs or []]
+    meta = ModelMetadata(
+        kind="fusion", feature_columns=[f"{s}:{a}" for s in system_labels for a in attributes],
+        attributes=attributes, systems=system_labels, input_runs=input_runs, inputs=inputs,
+        raw_columns=list(dict.fromkeys(c for i in inputs for c in i.feature_columns)),
+    )
+    example, out = _fusion_example(meta)
     with tempfile.TemporaryDirectory() as tmp:
         est_path = Path(tmp) / "fusion.joblib"
         joblib.dump(est, est_path)
-        meta_path = Path(tmp) / "preprocess.json"
-        raw_columns = list(dict.fromkeys(
-            c for spec in raw_inputs or [] for c in spec["feature_columns"]))
-        meta: dict[str, Any] = {
-            "kind": "fusion", "feature_columns": columns, "attributes": attributes,
-            "systems": system_labels, "input_runs": input_runs,
-        }  # fmt: skip
-        artifacts = {"fusion": str(est_path), "preprocess": str(meta_path)}
-        if raw_inputs:
-            meta["inputs"] = [{"system": sp["system"], "model_uri": sp["model_uri"],
-                               "feature_columns": sp["feature_columns"]} for sp in raw_inputs]
-            meta["raw_columns"] = raw_columns
-            for i, sp in enumerate(raw_inputs):
-                artifacts[f"input_{i}"] = sp["model_uri"]
-        meta_path.write_text(json.dumps(meta, indent=1))
-        example = pd.DataFrame(0.0, index=range(3), columns=raw_columns or columns)
-        example.insert(0, "timestamp", [0.0, 0.1, 0.2])
-        example.insert(0, "name", "Devel_DE_01")
-        out = example[["name", "timestamp"]].copy()
-        for a in attributes:
-            out[a] = 0.0
-        return _log_pyfunc(
+        artifacts = {"fusion": str(est_path), ARTIFACT: str(meta.write(Path(tmp) / FILE_NAME))}
+        for i, spec in enumerate(inputs):
+            artifacts[f"input_{i}"] = spec.model_uri
+        return _log_ser_pyfunc(
             name="model",
-            python_model=str(Path(ser_mlflow.__file__).parent / "models" / "entry.py"),
             artifacts=artifacts,
-            signature=infer_signature(example, out),
-            input_example=example,
-            code_paths=[str(Path(ser_mlflow.__file__).parent)],
-            pip_requirements=_pip_requirements(),
-            tags={TAG_MODEL_INPUT: "raw" if raw_inputs else "predictions",
-                  "description": (
-                      "Multistage SVR fusion over the models of runs "
-                      f"{', '.join(input_runs)}: input raw feature columns <set>:<column>; "
-                      "each input model predicts, then the fusion combines them."
-                      if raw_inputs else
-                      "Multistage SVR fusion. Input: predictions of the systems "
-                      f"{', '.join(system_labels)} (runs {', '.join(input_runs)}) as columns "
-                      "<system>:<attribute>, not raw features (imported prediction folders)."
-                  )},
+            example=example,
+            example_output=out,
+            tags={TAG_MODEL_INPUT: "raw" if inputs else "predictions",
+                  "description": _fusion_description(meta)},
         )
+
+
+def _fusion_example(meta: ModelMetadata) -> tuple[Any, Any]:
+    """(input example, output example) of a fusion model: three frames of zeros."""
+    import pandas as pd
+
+    example = pd.DataFrame(0.0, index=range(3), columns=meta.input_columns)
+    example.insert(0, "timestamp", [0.0, 0.1, 0.2])
+    example.insert(0, "name", "Devel_DE_01")
+    out = example[["name", "timestamp"]].copy()
+    for a in meta.attributes:
+        out[a] = 0.0
+    return example, out
+
+
+def _fusion_description(meta: ModelMetadata) -> str:
+    runs = ", ".join(meta.input_runs)
+    if meta.inputs:
+        return (f"Multistage SVR fusion over the models of runs {runs}: input raw feature "
+                "columns <set>:<column>; each input model predicts, then the fusion combines "
+                "them.")
+    return ("Multistage SVR fusion. Input: predictions of the systems "
+            f"{', '.join(meta.systems)} (runs {runs}) as columns "
+            "<system>:<attribute>, not raw features (imported prediction folders).")
