@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import urllib.request
@@ -20,6 +19,7 @@ from ser_mlflow.cli import main
 from ser_mlflow.config import LossConfig, ModelConfig, TrainConfig
 from ser_mlflow.data import read_avec_csv
 from ser_mlflow.jobs import registry
+from ser_mlflow.ui.server import free_port
 
 SMALL = ModelConfig(units=(8, 4), dropout=0.1, lr=5e-3)
 
@@ -42,12 +42,6 @@ def two_runs(tiny_corpus: Path, tracking_store: str) -> list:
         )
         out.append(run_training(cfg, progress=False, echo=lambda s: None))
     return out
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.mark.slow
@@ -129,7 +123,7 @@ def test_register_predict_promote_serve(
     assert registry.promote(echo=lambda s: None).promoted
 
     # serving: the answer equals `predict` to 1e-6
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     server = subprocess.Popen(
         [

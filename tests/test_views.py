@@ -10,8 +10,9 @@ import mlflow
 import pytest
 from click.testing import CliRunner
 
+from ser_mlflow import views
 from ser_mlflow.cli import main
-from ser_mlflow.ui import views
+from ser_mlflow.ui.server import client_uri, free_port, job_runner_env, prepare_launch, ui_settings
 
 LOSSES = ("STL1", "STL2", "STL3", "MTL1", "MTL2")
 
@@ -95,7 +96,7 @@ def test_links_and_keys() -> None:
     assert plain.endswith("orderByKey=metrics.%60m%60&orderByAsc=false")
     assert views.ui_base_url("sqlite:///mlflow.db") == "http://127.0.0.1:5000"
     assert views.ui_base_url("http://tracking:8080/") == "http://tracking:8080"
-    assert views.local_base("0.0.0.0", 5001) == "http://127.0.0.1:5001"
+    assert client_uri("0.0.0.0", 5001) == "http://127.0.0.1:5001"
 
 
 def test_envelope_round_trip_and_compression() -> None:
@@ -227,24 +228,21 @@ def test_ui_command_prints_latest_views(parent: str, tracking_store: str) -> Non
     assert view.url(charts=True, base="http://127.0.0.1:5055") in res.output
 
 
-def test_ui_server_command(tmp_path: Path) -> None:
-    cmd = views.ui_server_command(uri="sqlite:///m.db", port=5001, artifacts=tmp_path / "a")
+def test_ui_server_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`ser-mlflow ui` runs the one launcher's command on the project's store."""
+    port = free_port()
+    monkeypatch.delenv("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", raising=False)
+    launch = prepare_launch(ui_settings("sqlite:///m.db", port=port, cwd=tmp_path))
+    cmd = launch.command
     assert cmd[1:4] == ["-m", "mlflow", "server"]
-    opts = dict(zip(cmd[4::2], cmd[5::2], strict=True))
-    assert opts == {
-        "--backend-store-uri": "sqlite:///m.db",
-        "--artifacts-destination": (tmp_path / "a").resolve().as_uri(),
-        "--host": "127.0.0.1",
-        "--port": "5001",
-        "--workers": "1",
-    }
-    assert views.ui_server_env({})["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] == "false"
-    assert (
-        views.ui_server_env({"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "true"})[
-            "MLFLOW_SERVER_ENABLE_JOB_EXECUTION"
-        ]
-        == "true"
-    )
+    assert cmd[4:] == ["--host", "127.0.0.1", "--port", str(port), "--serve-artifacts",
+                       "--artifacts-destination", str((tmp_path / "mlartifacts").resolve()),
+                       "--workers", "1"]
+    assert launch.env["MLFLOW_BACKEND_STORE_URI"] == "sqlite:///m.db"
+    assert launch.env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] == "false"
+    assert job_runner_env({})["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] == "false"
+    assert job_runner_env({"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "true"})[
+        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] == "true"
 
 
 def test_backfill_writes_views_of_earlier_searches_once(tracking_store: str) -> None:

@@ -543,7 +543,7 @@ def run_fusion(
     for line in intervals.table():
         echo(line)
     echo(f"fusion run {run.info.run_id} ({'in-sample, paper protocol' if in_sample else 'cv'})")
-    from ser_mlflow.ui import views
+    from ser_mlflow import views
 
     for line in views.publish_fusion_view(run.info.run_id).lines():
         echo(line)

@@ -88,3 +88,30 @@ def metric_steps(run_id: str, key: str) -> set[int]:
 
 def set_tags(tags: Mapping[str, Any]) -> None:
     mlflow.set_tags({k: str(v) for k, v in tags.items()})
+
+
+def log_table(df: Any, name: str) -> None:
+    """CSV + Markdown artifacts of a result table."""
+    log_text(df.to_csv(index=False), f"{name}.csv")
+    log_text(
+        df.to_markdown(index=False, floatfmt=".3f") if _has_tabulate() else _markdown(df),
+        f"{name}.md",
+    )
+
+
+def _has_tabulate() -> bool:
+    try:
+        import tabulate  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _markdown(df: Any) -> str:
+    def cell(v: Any) -> str:
+        return f"{v:.3f}" if isinstance(v, float) else str(v)
+
+    head = "| " + " | ".join(df.columns) + " |"
+    sep = "|" + "|".join("---" for _ in df.columns) + "|"
+    body = ["| " + " | ".join(cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    return "\n".join([head, sep, *body]) + "\n"

@@ -116,7 +116,7 @@ def ui_hint(experiment_id: str | None = None) -> str:
     where = runs_page(experiment_id) if experiment_id else None
     if uri.startswith("http"):
         return f"Open the MLflow UI at {where or uri}"
-    # `ser-mlflow ui` opens this same store and lists the saved views (ser_mlflow.ui.views)
+    # `ser-mlflow ui` opens this same store and lists the saved views (ser_mlflow.views)
     return f"Open the MLflow UI:  ser-mlflow ui   then browse {where or 'http://127.0.0.1:5000'}"
 
 
@@ -146,3 +146,10 @@ def experiment_name_of(run_id: str) -> str:
     """Name of the experiment a run belongs to."""
     client = MlflowClient()
     return client.get_experiment(client.get_run(run_id).info.experiment_id).name
+
+
+def installed_ui_bundle() -> tuple[str, list[Path]]:
+    """(MLflow version, the JavaScript files of its UI) of this installation: what a local
+    ``ser-mlflow ui`` serves (none with mlflow-skinny)."""
+    js = Path(mlflow.__file__).parent / "server" / "js" / "build" / "static" / "js"
+    return mlflow.__version__, sorted(js.glob("*.js")) if js.is_dir() else []

@@ -1,4 +1,7 @@
-"""`ser-mlflow server`: the shared MLflow tracking server for a lab, started the safe way.
+"""The one launcher of ``mlflow server``: `ser-mlflow server`, `ser-mlflow ui`, the tests and
+the screenshot tool all start it through :func:`prepare_launch`.
+
+`ser-mlflow server` is the shared MLflow tracking server for a lab, started the safe way.
 
 One process per machine is fine for a student; a lab that runs search workers on several
 machines needs one tracking server they all talk to. This module builds the
@@ -17,6 +20,12 @@ Bad settings are refused before anything starts, in one line (``ValueError``): a
 store URI, a missing database driver, an artifact folder that cannot be written, a port in
 use. The server then runs as a child of this process, in one process group with its
 workers: SIGTERM or Ctrl-C to the printed pid stops them all (:func:`run_supervised`).
+`ser-mlflow ui` runs the same command on the project's own store (:func:`ui_settings`);
+:class:`BackgroundServer` runs it beside other work (tests, screenshots) and
+:func:`wait_until_healthy` is the one ``/health`` poller.
+
+MLflow's server is this module's subject, so it is the one module outside ``tracking`` that
+asks MLflow something (its default allowed hosts); it never tracks.
 """
 
 from __future__ import annotations
@@ -28,7 +37,7 @@ import socket
 import stat
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
@@ -55,6 +64,9 @@ MIN_PASSWORD_LENGTH = 12
 SECRET_KEY_ENV = "MLFLOW_FLASK_SERVER_SECRET_KEY"
 STORE_ENV = "MLFLOW_BACKEND_STORE_URI"  # read by `mlflow server` as --backend-store-uri
 SECRET_KEY_FILE = "basic_auth_secret_key"
+#: ``mlflow server`` 3.17 starts a job runner and three task consumers (about 1 GB and a
+#: core at start) for GenAI jobs this project never submits; off unless the user set it.
+JOB_EXECUTION_ENV = "MLFLOW_SERVER_ENABLE_JOB_EXECUTION"
 
 
 @dataclass(frozen=True)
@@ -206,6 +218,19 @@ def allowed_hosts(extra: str) -> str:
     return ",".join(dict.fromkeys([*names, *defaults]))
 
 
+def job_runner_env(environ: Mapping[str, str]) -> dict[str, str]:
+    """MLflow's GenAI job runner off (see :data:`JOB_EXECUTION_ENV`) unless ``environ`` turns
+    it on: on a small machine it costs more than the server and serves nothing here."""
+    return {JOB_EXECUTION_ENV: environ.get(JOB_EXECUTION_ENV, "false")}
+
+
+def free_port(host: str = LOOPBACK) -> int:
+    """A TCP port nobody listens on right now (bound and released): for throw-away servers."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
 def client_uri(host: str, port: int) -> str:
     """The URI clients on this machine export as ``MLFLOW_TRACKING_URI``."""
     if host in ("0.0.0.0", "", "::"):
@@ -345,10 +370,7 @@ def prepare_launch(settings: ServerSettings, *, echo: Echo = print) -> Launch:
         cmd += ["--workers", str(settings.workers)]
     if settings.allowed_hosts:
         cmd += ["--allowed-hosts", allowed_hosts(settings.allowed_hosts)]
-    # GenAI job runners (three huey processes per server) serve nothing this project
-    # uses; on a small machine they cost more than the server. Users may turn them on.
-    env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": os.environ.get(
-        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")}
+    env = job_runner_env(os.environ)
     # The store URI may hold a database password: the environment keeps it out of `ps`.
     env[STORE_ENV] = store
     uri = client_uri(settings.host, settings.port)
@@ -381,6 +403,17 @@ def prepare_launch(settings: ServerSettings, *, echo: Echo = print) -> Launch:
         )
     messages.append(f"export MLFLOW_TRACKING_URI={uri}")
     return Launch(command=cmd, env=env, client_uri=uri, messages=messages)
+
+
+def ui_settings(uri: str, *, host: str = LOOPBACK, port: int = DEFAULT_PORT,
+                cwd: Path | None = None) -> ServerSettings:
+    """The server `ser-mlflow ui` runs on the project's own store: one worker (plenty for one
+    user, spares a small machine), proxied artifacts in ``./mlartifacts`` where the
+    experiments ser_mlflow creates keep theirs, so runs logged through it land beside them."""
+    return ServerSettings(
+        host=host, port=port, backend_store_uri=uri, workers=1,
+        artifacts_destination=str((cwd or Path.cwd()) / DEFAULT_ARTIFACT_DIR),
+    )
 
 
 def run_server(settings: ServerSettings, *, echo: Echo = print) -> None:
@@ -509,3 +542,54 @@ def wait_until_healthy(uri: str, *, timeout: float = 120.0,
                 return
         time.sleep(0.3)
     raise TimeoutError(f"{uri}/health did not answer 200 within {timeout:g} s")
+
+
+class BackgroundServer:
+    """:func:`prepare_launch`'s server in its own session, beside other work (a context manager).
+
+    Starting is separate from :meth:`wait`, so a caller can do other work (a test trains
+    its runs) while the server boots. On exit the whole group is stopped (TERM, then
+    KILL), so no worker outlives its user.
+    """
+
+    def __init__(self, settings: ServerSettings, *, cwd: Path | None = None,
+                 log: Path | None = None) -> None:
+        self.settings = settings
+        self.cwd = cwd or Path.cwd()
+        self.log = log
+        self.url = client_uri(settings.host, settings.port)
+
+    def __enter__(self) -> BackgroundServer:
+        import subprocess
+
+        launch = prepare_launch(self.settings, echo=lambda line: None)
+        env = {k: v for k, v in os.environ.items()
+               if k not in ("MLFLOW_TRACKING_URI", "MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID")}
+        self._out = open(self.log, "wb") if self.log else None  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            launch.command, cwd=self.cwd, env={**env, **launch.env},
+            stdout=self._out or subprocess.DEVNULL, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        return self
+
+    def wait(self, timeout: float = 120.0) -> str:
+        """Block until ``/health`` answers; return the URL to browse."""
+        proc = self.proc
+        wait_until_healthy(self.url, timeout=timeout, alive=lambda: proc.poll() is None)
+        return self.url
+
+    def __exit__(self, *exc: object) -> None:
+        import signal
+        import subprocess
+
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=15)
+        if self._out:
+            self._out.close()
