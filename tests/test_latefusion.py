@@ -87,9 +87,9 @@ def test_real_baselines_import_and_fuse(tracking_store: str) -> None:
             assert m[key] == pytest.approx(m[f"devel_ccc_{a}"] - m[f"devel_{base}_ccc_{a}"])
     assert any(line.lstrip().startswith("gain vs best single") for line in lines)
     # the saved UI view: fusion runs on this corpus, CCC per stage as charts
-    from ser_mlflow import views
+    from ser_mlflow import tracking, views
 
-    key = run.data.tags[views.TAG_VIEW_KEY]
+    key = run.data.tags[tracking.TAG_VIEW_KEY]
     assert key == f"ser-fusion-{cv.run_id}" and any("charts:" in line for line in lines)
     state = views.read_view(views.View(key=key, experiment_id=run.info.experiment_id,
                                        name="", kind="fusion", parent_run_id=cv.run_id))

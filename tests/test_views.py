@@ -10,7 +10,7 @@ import mlflow
 import pytest
 from click.testing import CliRunner
 
-from ser_mlflow import views
+from ser_mlflow import tracking, views
 from ser_mlflow.cli import main
 from ser_mlflow.ui.server import client_uri, free_port, job_runner_env, prepare_launch, ui_settings
 
@@ -135,8 +135,8 @@ def test_write_step_view_is_idempotent_and_tags_the_parent(parent: str) -> None:
     assert views.read_view(first)["groupBy"]["groupByKeys"][0]["groupByData"] == (
         "ser.loss_group")
     run_tags = client.get_run(parent).data.tags
-    assert run_tags[views.TAG_VIEW_KEY] == first.key
-    assert run_tags[views.TAG_CHART_URL] == first.url(charts=True)
+    assert run_tags[tracking.TAG_VIEW_KEY] == first.key
+    assert run_tags[tracking.TAG_CHART_URL] == first.url(charts=True)
     assert first.name == f"ser compare: fau, seeds 0,1 [{parent[:8]}]"
     assert views.latest_views() == [first]
 
@@ -144,7 +144,7 @@ def test_write_step_view_is_idempotent_and_tags_the_parent(parent: str) -> None:
 def test_own_views_are_capped_and_others_kept(
     parent: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(views, "MAX_OWN_VIEWS", 3)
+    monkeypatch.setattr(views.store, "MAX_OWN_VIEWS", 3)
     client = mlflow.MlflowClient()
     exp_id = mlflow.get_run(parent).info.experiment_id
     client.set_experiment_tag(exp_id, views.VIEW_TAG_PREFIX + "mine", "{}")
@@ -182,7 +182,7 @@ def test_search_view(parent: str) -> None:
 def test_unsupported_ui_prints_a_plain_filtered_link(
     parent: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(views, "unsupported_reason", lambda uri=None: "old UI")
+    monkeypatch.setattr(views.store, "unsupported_reason", lambda uri=None: "old UI")
     published = views.publish_step_view("compare", parent)
     assert published.view is None and published.reason == "old UI"
     lines = published.lines()
@@ -208,11 +208,11 @@ def test_a_failing_store_never_fails_the_step(
 
 
 def test_remote_server_versions(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(views, "_server_version", lambda base, timeout=3.0: "3.17.2")
+    monkeypatch.setattr(views.store, "_server_version", lambda base, timeout=3.0: "3.17.2")
     assert views.unsupported_reason("http://srv:5000") is None
-    monkeypatch.setattr(views, "_server_version", lambda base, timeout=3.0: "2.9.0")
+    monkeypatch.setattr(views.store, "_server_version", lambda base, timeout=3.0: "2.9.0")
     assert "MLflow 2.9.0" in (views.unsupported_reason("http://srv:5000") or "")
-    monkeypatch.setattr(views, "_server_version", lambda base, timeout=3.0: None)
+    monkeypatch.setattr(views.store, "_server_version", lambda base, timeout=3.0: None)
     assert "could not ask" in (views.unsupported_reason("http://srv:5000") or "")
 
 
