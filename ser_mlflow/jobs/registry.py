@@ -54,6 +54,26 @@ class Registered:
     previous_value: float | None = None  # the champion's metric before, when there was one
 
 
+def _best_run(metric: str, filter_string: str | None, data_root: str | Path) -> Any:
+    """The FINISHED run with the highest ``metric`` among those the filter selects.
+
+    Raises:
+        ValueError: no FINISHED run matches, or none has the metric.
+    """
+    flt = filter_string if filter_string else default_filter(data_root)
+    full = f"{flt} and attributes.status = 'FINISHED'"
+    runs = [
+        r
+        for r in tracking.search_runs(filter_string=full, order_by=[f"metrics.`{metric}` DESC"])
+        if metric in r.data.metrics
+        # an in-sample (paper protocol) fusion scores on frames it fitted: never a champion
+        and not (not filter_string and r.data.tags.get(TAG_IN_SAMPLE) == "true")
+    ]
+    if not runs:
+        raise ValueError(f"filter: no FINISHED run with metric {metric!r} matches {flt!r}")
+    return runs[0]
+
+
 def register_best(
     *,
     model_name: str = "ser-ces",
@@ -76,18 +96,7 @@ def register_best(
         ValueError: no FINISHED run matches, or none has the metric.
     """
     tracking.check_registry_names(model_name, alias)
-    flt = filter_string if filter_string else default_filter(data_root)
-    full = f"{flt} and attributes.status = 'FINISHED'"
-    runs = [
-        r
-        for r in tracking.search_runs(filter_string=full, order_by=[f"metrics.`{metric}` DESC"])
-        if metric in r.data.metrics
-        # an in-sample (paper protocol) fusion scores on frames it fitted: never a champion
-        and not (not filter_string and r.data.tags.get(TAG_IN_SAMPLE) == "true")
-    ]
-    if not runs:
-        raise ValueError(f"filter: no FINISHED run with metric {metric!r} matches {flt!r}")
-    best = runs[0]
+    best = _best_run(metric, filter_string, data_root)
     before = {str(v.version) for v in tracking.model_versions(model_name)}
     version = str(tracking.register_run_model(best.info.run_id, model_name).version)
     value = float(best.data.metrics[metric])

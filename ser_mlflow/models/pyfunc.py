@@ -43,6 +43,38 @@ def split_recordings(
         InputError: missing id columns, missing or extra feature columns, NaN/inf,
             an empty frame, or a recording whose rows are not contiguous.
     """
+    values = _feature_values(df, feature_columns)
+    order, starts, ends = _recording_blocks(df)
+    times = _timestamps(df)
+    feats, stamps = [], []
+    for name, s, e in zip(order, starts, ends, strict=True):
+        idx = s + np.argsort(times[s:e], kind="stable")  # time order within the recording
+        stamp = times[idx]
+        if np.any(np.diff(stamp) == 0):
+            raise InputError(f"input: recording {name!r} has two rows with timestamp "
+                             f"{stamp[np.flatnonzero(np.diff(stamp) == 0)[0]]:g}")
+        feats.append(values[idx].astype(np.float32))
+        stamps.append(stamp)
+    return order, feats, stamps
+
+
+def _feature_values(df: pd.DataFrame, feature_columns: Sequence[str]) -> np.ndarray:
+    """The feature columns as float64, checked: id columns present, exactly the model's
+    feature columns, every value finite in float32."""
+    _check_columns(df, feature_columns)
+    values = df.loc[:, list(feature_columns)].to_numpy(dtype=np.float64, na_value=np.nan)
+    bad = ~np.isfinite(values) | (np.abs(values) > _FLOAT32_MAX)
+    if bad.any():
+        r, c = np.argwhere(bad)[0]
+        raise InputError(
+            f"input: non-finite value {values[r, c]} at row {r}, column "
+            f"{feature_columns[c]!r} (in float32, the network's precision); expected finite "
+            f"|x| <= {_FLOAT32_MAX:.3g}"
+        )
+    return values
+
+
+def _check_columns(df: pd.DataFrame, feature_columns: Sequence[str]) -> None:
     if not isinstance(df, pd.DataFrame) or len(df) == 0:
         raise InputError("input: expected a non-empty DataFrame with one row per frame")
     for col in (NAME_COL, TIME_COL):
@@ -58,19 +90,17 @@ def split_recordings(
         sets = sorted({c.split(":", 1)[0] for c in feature_columns})
         raise InputError(
             f"input: feature columns differ from the model's ({len(feature_columns)} columns "
-            f"of feature sets {'+'.join(sets)}): missing {missing[:5]}"
-            f"{' ...' if len(missing) > 5 else ''}, unexpected {extra[:5]}"
-            f"{' ...' if len(extra) > 5 else ''}"
+            f"of feature sets {'+'.join(sets)}): missing {_first5(missing)}, unexpected "
+            f"{_first5(extra)}"
         )
-    values = df.loc[:, list(feature_columns)].to_numpy(dtype=np.float64, na_value=np.nan)
-    bad = ~np.isfinite(values) | (np.abs(values) > _FLOAT32_MAX)
-    if bad.any():
-        r, c = np.argwhere(bad)[0]
-        raise InputError(
-            f"input: non-finite value {values[r, c]} at row {r}, column "
-            f"{feature_columns[c]!r} (in float32, the network's precision); expected finite "
-            f"|x| <= {_FLOAT32_MAX:.3g}"
-        )
+
+
+def _first5(names: Sequence[str]) -> str:
+    return f"{list(names[:5])}{' ...' if len(names) > 5 else ''}"
+
+
+def _recording_blocks(df: pd.DataFrame) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """(names, start rows, end rows) of the recordings, which must be contiguous."""
     names = df[NAME_COL].astype(str).str.strip("'").to_numpy()
     change = np.flatnonzero(names[1:] != names[:-1]) + 1
     starts = np.concatenate([[0], change])
@@ -78,6 +108,10 @@ def split_recordings(
     order = [str(names[s]) for s in starts]
     if len(set(order)) != len(order):
         raise InputError("input: the rows of each recording must be contiguous")
+    return order, starts, ends
+
+
+def _timestamps(df: pd.DataFrame) -> np.ndarray:
     try:
         times = df[TIME_COL].to_numpy(dtype=np.float64)
     except (TypeError, ValueError):
@@ -85,16 +119,7 @@ def split_recordings(
     if not np.isfinite(times).all():
         raise InputError(f"input: non-finite {TIME_COL!r} at row "
                          f"{int(np.flatnonzero(~np.isfinite(times))[0])}")
-    feats, stamps = [], []
-    for name, s, e in zip(order, starts, ends, strict=True):
-        idx = s + np.argsort(times[s:e], kind="stable")  # time order within the recording
-        stamp = times[idx]
-        if np.any(np.diff(stamp) == 0):
-            raise InputError(f"input: recording {name!r} has two rows with timestamp "
-                             f"{stamp[np.flatnonzero(np.diff(stamp) == 0)[0]]:g}")
-        feats.append(values[idx].astype(np.float32))
-        stamps.append(stamp)
-    return order, feats, stamps
+    return times
 
 
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
