@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ser_mlflow.ui.server import free_port, wait_until_healthy
+from ser_mlflow.ui.process import free_port, wait_until_healthy
 
 SER_MLFLOW = str(Path(sys.executable).parent / "ser-mlflow")
 

@@ -31,7 +31,7 @@ from mlflow.tracking import MlflowClient
 from services import SER_MLFLOW, client_env, start_server, wait_for
 
 from ser_mlflow.cli import main
-from ser_mlflow.ui.server import free_port
+from ser_mlflow.ui.process import free_port
 
 
 def _file_named_mlartifacts(tmp: Path) -> None:

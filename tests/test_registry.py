@@ -19,7 +19,7 @@ from ser_mlflow.cli import main
 from ser_mlflow.config import LossConfig, ModelConfig, TrainConfig
 from ser_mlflow.data import read_avec_csv
 from ser_mlflow.jobs import registry
-from ser_mlflow.ui.server import free_port
+from ser_mlflow.ui.process import free_port
 
 SMALL = ModelConfig(units=(8, 4), dropout=0.1, lr=5e-3)
 

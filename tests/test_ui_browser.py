@@ -26,7 +26,8 @@ import pytest
 import ui_browser as browser
 
 from ser_mlflow import views
-from ser_mlflow.ui.server import BackgroundServer, free_port, ui_settings
+from ser_mlflow.ui.process import free_port
+from ser_mlflow.ui.server import BackgroundServer, ui_settings
 
 pytestmark = pytest.mark.slow
 

@@ -12,7 +12,8 @@ from click.testing import CliRunner
 
 from ser_mlflow import tracking, views
 from ser_mlflow.cli import main
-from ser_mlflow.ui.server import client_uri, free_port, job_runner_env, prepare_launch, ui_settings
+from ser_mlflow.ui.process import free_port
+from ser_mlflow.ui.server import client_uri, job_runner_env, prepare_launch, ui_settings
 
 LOSSES = ("STL1", "STL2", "STL3", "MTL1", "MTL2")
 

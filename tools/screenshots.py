@@ -17,7 +17,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ui_browser import CHARTS_DRAWN, screenshot, shows_text  # noqa: E402
 
 from ser_mlflow import tracking, views  # noqa: E402
-from ser_mlflow.ui.server import BackgroundServer, free_port, ui_settings  # noqa: E402
+from ser_mlflow.ui.process import free_port  # noqa: E402
+from ser_mlflow.ui.server import BackgroundServer, ui_settings  # noqa: E402
 
 #: README picture -> (view kind, charts?, window)
 SHOTS: dict[str, tuple[str, bool, tuple[int, int]]] = {

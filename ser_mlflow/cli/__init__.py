@@ -921,7 +921,8 @@ def search(
 def ui(port: int, host: str, links_only: bool) -> None:
     """Start the MLflow UI on this project's store and print the latest saved views."""
     from ser_mlflow import tracking, views
-    from ser_mlflow.ui.server import client_uri, prepare_launch, run_supervised, ui_settings
+    from ser_mlflow.ui.process import run_supervised
+    from ser_mlflow.ui.server import client_uri, prepare_launch, ui_settings
 
     uri = tracking.tracking_uri()
     local = views.is_local_store(uri)
