@@ -11,6 +11,7 @@ from typing import Any
 
 import mlflow
 
+from ser_mlflow.models import ENTRY_FILE
 from ser_mlflow.models.metadata import ARTIFACT, FILE_NAME, FusionInput, ModelMetadata
 from ser_mlflow.tracking.store import configure
 from ser_mlflow.tracking.tags import TAG_MODEL_INPUT
@@ -66,7 +67,7 @@ def _log_ser_pyfunc(*, name: str, artifacts: dict[str, str], example: Any,
     package = Path(ser_mlflow.__file__).parent
     return _log_pyfunc(
         name=name,
-        python_model=str(package / "models" / "entry.py"),
+        python_model=str(ENTRY_FILE),
         artifacts=artifacts,
         signature=infer_signature(example, example_output),
         input_example=example,
