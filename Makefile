@@ -63,4 +63,4 @@ clean:
 .PHONY: screenshots
 screenshots: install
 	$(BIN)/ser-mlflow main --config experiments/demo.yaml
-	$(BIN)/python -m ser_mlflow.ui.browser screenshots --out docs/img
+	$(BIN)/python tools/screenshots.py --out docs/img

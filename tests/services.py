@@ -13,7 +13,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -22,14 +21,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ser_mlflow.ui.process import free_port, wait_until_healthy
+
 SER_MLFLOW = str(Path(sys.executable).parent / "ser-mlflow")
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on right now (bound and released)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def client_env(uri: str, **extra: str) -> dict[str, str]:
@@ -85,8 +79,6 @@ class Server:
 
     def start_again(self, *, timeout: float = 180.0) -> None:
         """The same command on the same port and store (after :meth:`stop` or :meth:`kill`)."""
-        from ser_mlflow.ui.server import wait_until_healthy
-
         with open(self.log, "ab") as fh:
             self.proc = subprocess.Popen(self.proc.args, cwd=self.root, stdout=fh,
                                          stderr=subprocess.STDOUT, env=self.env,
@@ -108,8 +100,6 @@ def start_server(
     Raises:
         RuntimeError: the server did not become healthy (its log tail included).
     """
-    from ser_mlflow.ui.server import wait_until_healthy
-
     root.mkdir(parents=True, exist_ok=True)
     port = free_port()
     artifacts = root / "server-artifacts"

@@ -28,9 +28,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from mlflow.tracking import MlflowClient
-from services import SER_MLFLOW, client_env, free_port, start_server, wait_for
+from services import SER_MLFLOW, client_env, start_server, wait_for
 
 from ser_mlflow.cli import main
+from ser_mlflow.ui.process import free_port
 
 
 def _file_named_mlartifacts(tmp: Path) -> None:

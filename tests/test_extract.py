@@ -267,8 +267,9 @@ def test_predict_from_recordings(
 
 def test_model_trained_on_other_columns_is_refused() -> None:
     from ser_mlflow.jobs.audio_predict import model_feature_sets
+    from ser_mlflow.models.metadata import ModelMetadata
 
-    meta = {"feature_sets": ["egemaps-func"],
-            "feature_columns": [f"egemaps-func:{c}" for c in EGEMAPS_FUNC_COLUMNS[:16]]}
+    meta = ModelMetadata(feature_sets=["egemaps-func"], attributes=["arousal"],
+                         feature_columns=[f"egemaps-func:{c}" for c in EGEMAPS_FUNC_COLUMNS[:16]])
     with pytest.raises(ValueError, match=r"egemaps-func columns \(16\) differ from the 88"):
         model_feature_sets(meta, "runs:/x/model")

@@ -87,9 +87,9 @@ def test_real_baselines_import_and_fuse(tracking_store: str) -> None:
             assert m[key] == pytest.approx(m[f"devel_ccc_{a}"] - m[f"devel_{base}_ccc_{a}"])
     assert any(line.lstrip().startswith("gain vs best single") for line in lines)
     # the saved UI view: fusion runs on this corpus, CCC per stage as charts
-    from ser_mlflow.ui import views
+    from ser_mlflow import tracking, views
 
-    key = run.data.tags[views.TAG_VIEW_KEY]
+    key = run.data.tags[tracking.TAG_VIEW_KEY]
     assert key == f"ser-fusion-{cv.run_id}" and any("charts:" in line for line in lines)
     state = views.read_view(views.View(key=key, experiment_id=run.info.experiment_id,
                                        name="", kind="fusion", parent_run_id=cv.run_id))
@@ -224,7 +224,7 @@ def test_fusion_of_trained_runs(tiny_corpus: Path, tracking_store: str, tmp_path
     assert run.data.tags["ser.model_input"] == "raw"
     model = mlflow.pyfunc.load_model(f"runs:/{res.run_id}/model")
     meta = model.unwrap_python_model().meta
-    assert meta["kind"] == "fusion" and len(meta["feature_columns"]) == 9
+    assert meta.kind == "fusion" and len(meta.feature_columns) == 9
     # raw features in, fused predictions out: equals running the input models, then fusion
     from ser_mlflow.data import load_corpus
     from ser_mlflow.models.pyfunc import recordings_frame
@@ -242,8 +242,8 @@ def test_fusion_of_trained_runs(tiny_corpus: Path, tracking_store: str, tmp_path
     assert len(fused) == sum(len(r.features) for r in devel)
     inner = model.unwrap_python_model()
     cols = []
-    for spec, m in zip(meta["inputs"], inner.inputs, strict=True):
-        p = m.predict(raw[["name", "timestamp", *spec["feature_columns"]]])
+    for spec, m in zip(meta.inputs, inner.inputs, strict=True):
+        p = m.predict(raw[["name", "timestamp", *spec.feature_columns]])
         cols.append(p[["arousal", "valence", "liking"]].to_numpy())
     expected = inner.fusion.predict(np.hstack(cols), groups=raw["name"].to_numpy())
     np.testing.assert_allclose(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import urllib.request
@@ -20,6 +19,7 @@ from ser_mlflow.cli import main
 from ser_mlflow.data import read_avec_csv
 from ser_mlflow.jobs import registry
 from ser_mlflow.settings import LossConfig, ModelConfig, TrainConfig
+from ser_mlflow.ui.process import free_port
 
 SMALL = ModelConfig(units=(8, 4), dropout=0.1, lr=5e-3)
 
@@ -44,12 +44,6 @@ def two_runs(tiny_corpus: Path, tracking_store: str) -> list:
     return out
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_register_predict_promote_serve(
     two_runs: list, tiny_corpus: Path, tracking_store: str, tmp_path: Path
@@ -64,7 +58,7 @@ def test_register_predict_promote_serve(
     # load by alias in a fresh process, nothing but the URI
     code = (
         "import mlflow,sys; m=mlflow.pyfunc.load_model('models:/ser-ces@champion');"
-        "print(sorted(m.unwrap_python_model().meta['feature_sets']))"
+        "print(sorted(m.unwrap_python_model().meta.feature_sets))"
     )
     proc = subprocess.run(
         [sys.executable, "-c", code],
@@ -129,7 +123,7 @@ def test_register_predict_promote_serve(
     assert registry.promote(echo=lambda s: None).promoted
 
     # serving: the answer equals `predict` to 1e-6
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     server = subprocess.Popen(
         [

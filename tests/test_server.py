@@ -21,9 +21,10 @@ import pytest
 import requests
 from click.testing import CliRunner
 from mlflow.tracking import MlflowClient
-from services import SER_MLFLOW, Server, client_env, free_port, start_server, wait_for
+from services import SER_MLFLOW, Server, client_env, start_server, wait_for
 
 from ser_mlflow.cli import main
+from ser_mlflow.ui.process import free_port
 from ser_mlflow.ui.server import ServerSettings, prepare_launch
 
 TINY_TRAIN = ["--epochs", "1", "--units", "4", "--batch-size", "4", "--experiment", "srv"]

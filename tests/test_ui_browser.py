@@ -4,7 +4,8 @@
 (``sqlite:///mlflow.db`` in the working folder): one small compare (2 seeds, tiny corpus,
 2 epochs, units 8,4). MLflow puts its run in ``Default``; the step's parent, its children
 and its view must all be there, with artifacts under ./mlartifacts. `mlflow server`
-serves the store on 127.0.0.1 and Chromium opens the printed links as a user gets them
+serves the store on 127.0.0.1 (the one launcher, `ser_mlflow.ui.server`) and Chromium
+(Playwright, tools/ui_browser.py) opens the printed links as a user gets them
 (the Assistant panel open): the page must show what the view promises. Skipped only where
 Chromium is missing outside CI (`CI` set: a failure, since `.ci/run` installs it).
 """
@@ -22,8 +23,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import ui_browser as browser
 
-from ser_mlflow.ui import browser, views
+from ser_mlflow import views
+from ser_mlflow.ui.process import free_port
+from ser_mlflow.ui.server import BackgroundServer, ui_settings
 
 pytestmark = pytest.mark.slow
 
@@ -83,7 +87,8 @@ def served(tiny_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
     try:
         assert launched.wait(timeout=600), "mlflow run did not start its command"
         # the server boots while the runs train
-        with browser.UiServer(uri, cwd=tmp, log=tmp / "server.log") as server:
+        settings = ui_settings(uri, port=free_port(), cwd=tmp)
+        with BackgroundServer(settings, cwd=tmp, log=tmp / "server.log") as server:
             proc.wait(timeout=1800)
             reader.join(timeout=60)
             output = "".join(lines)
@@ -91,11 +96,11 @@ def served(tiny_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
             table = re.search(r"table : (\S+)", output)
             charts = re.search(r"charts: (\S+)", output)
             assert table and charts, output[-3000:]
-            server.wait(timeout=120)
+            base = server.wait(timeout=120)
             yield Served(
-                base=server.local_url,
-                table_url=table.group(1).replace(views.DEFAULT_UI_URL, server.local_url),
-                chart_url=charts.group(1).replace(views.DEFAULT_UI_URL, server.local_url),
+                base=base,
+                table_url=table.group(1).replace(views.DEFAULT_UI_URL, base),
+                chart_url=charts.group(1).replace(views.DEFAULT_UI_URL, base),
                 output=output,
                 tmp=tmp,
                 uri=uri,
@@ -154,6 +159,9 @@ def test_table_view_shows_the_five_loss_groups_and_ccc_columns(served: Served) -
             "[...document.querySelectorAll('.ag-header-cell[col-id^=\"metrics.\"]')]"
             ".map(h => [h.getAttribute('col-id'), h.getBoundingClientRect().right])")
     assert "Error loading shared view state" not in _text(dom)
+    # left to right as drawn: ag-grid moves columns by position, so DOM order is not the
+    # order a user sees (it is the order the grid first had, before the view applied)
+    edges = sorted(edges, key=lambda edge: edge[1])
     assert [c for c, _ in edges][:4] == [f"metrics.`{c}`" for c in (CCC_COLUMNS[-1],
                                                                    *CCC_COLUMNS[:-1])]
     assert all(edge <= right for _, edge in edges[:4]), (edges, right)

@@ -10,8 +10,10 @@ import mlflow
 import pytest
 from click.testing import CliRunner
 
+from ser_mlflow import tracking, views
 from ser_mlflow.cli import main
-from ser_mlflow.ui import views
+from ser_mlflow.ui.process import free_port
+from ser_mlflow.ui.server import client_uri, job_runner_env, prepare_launch, ui_settings
 
 LOSSES = ("STL1", "STL2", "STL3", "MTL1", "MTL2")
 
@@ -95,7 +97,7 @@ def test_links_and_keys() -> None:
     assert plain.endswith("orderByKey=metrics.%60m%60&orderByAsc=false")
     assert views.ui_base_url("sqlite:///mlflow.db") == "http://127.0.0.1:5000"
     assert views.ui_base_url("http://tracking:8080/") == "http://tracking:8080"
-    assert views.local_base("0.0.0.0", 5001) == "http://127.0.0.1:5001"
+    assert client_uri("0.0.0.0", 5001) == "http://127.0.0.1:5001"
 
 
 def test_envelope_round_trip_and_compression() -> None:
@@ -134,8 +136,8 @@ def test_write_step_view_is_idempotent_and_tags_the_parent(parent: str) -> None:
     assert views.read_view(first)["groupBy"]["groupByKeys"][0]["groupByData"] == (
         "ser.loss_group")
     run_tags = client.get_run(parent).data.tags
-    assert run_tags[views.TAG_VIEW_KEY] == first.key
-    assert run_tags[views.TAG_CHART_URL] == first.url(charts=True)
+    assert run_tags[tracking.TAG_VIEW_KEY] == first.key
+    assert run_tags[tracking.TAG_CHART_URL] == first.url(charts=True)
     assert first.name == f"ser compare: fau, seeds 0,1 [{parent[:8]}]"
     assert views.latest_views() == [first]
 
@@ -143,7 +145,7 @@ def test_write_step_view_is_idempotent_and_tags_the_parent(parent: str) -> None:
 def test_own_views_are_capped_and_others_kept(
     parent: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(views, "MAX_OWN_VIEWS", 3)
+    monkeypatch.setattr(views.store, "MAX_OWN_VIEWS", 3)
     client = mlflow.MlflowClient()
     exp_id = mlflow.get_run(parent).info.experiment_id
     client.set_experiment_tag(exp_id, views.VIEW_TAG_PREFIX + "mine", "{}")
@@ -181,7 +183,7 @@ def test_search_view(parent: str) -> None:
 def test_unsupported_ui_prints_a_plain_filtered_link(
     parent: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(views, "unsupported_reason", lambda uri=None: "old UI")
+    monkeypatch.setattr(views.store, "unsupported_reason", lambda uri=None: "old UI")
     published = views.publish_step_view("compare", parent)
     assert published.view is None and published.reason == "old UI"
     lines = published.lines()
@@ -207,11 +209,11 @@ def test_a_failing_store_never_fails_the_step(
 
 
 def test_remote_server_versions(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(views, "_server_version", lambda base, timeout=3.0: "3.17.2")
+    monkeypatch.setattr(views.store, "_server_version", lambda base, timeout=3.0: "3.17.2")
     assert views.unsupported_reason("http://srv:5000") is None
-    monkeypatch.setattr(views, "_server_version", lambda base, timeout=3.0: "2.9.0")
+    monkeypatch.setattr(views.store, "_server_version", lambda base, timeout=3.0: "2.9.0")
     assert "MLflow 2.9.0" in (views.unsupported_reason("http://srv:5000") or "")
-    monkeypatch.setattr(views, "_server_version", lambda base, timeout=3.0: None)
+    monkeypatch.setattr(views.store, "_server_version", lambda base, timeout=3.0: None)
     assert "could not ask" in (views.unsupported_reason("http://srv:5000") or "")
 
 
@@ -227,24 +229,21 @@ def test_ui_command_prints_latest_views(parent: str, tracking_store: str) -> Non
     assert view.url(charts=True, base="http://127.0.0.1:5055") in res.output
 
 
-def test_ui_server_command(tmp_path: Path) -> None:
-    cmd = views.ui_server_command(uri="sqlite:///m.db", port=5001, artifacts=tmp_path / "a")
+def test_ui_server_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`ser-mlflow ui` runs the one launcher's command on the project's store."""
+    port = free_port()
+    monkeypatch.delenv("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", raising=False)
+    launch = prepare_launch(ui_settings("sqlite:///m.db", port=port, cwd=tmp_path))
+    cmd = launch.command
     assert cmd[1:4] == ["-m", "mlflow", "server"]
-    opts = dict(zip(cmd[4::2], cmd[5::2], strict=True))
-    assert opts == {
-        "--backend-store-uri": "sqlite:///m.db",
-        "--artifacts-destination": (tmp_path / "a").resolve().as_uri(),
-        "--host": "127.0.0.1",
-        "--port": "5001",
-        "--workers": "1",
-    }
-    assert views.ui_server_env({})["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] == "false"
-    assert (
-        views.ui_server_env({"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "true"})[
-            "MLFLOW_SERVER_ENABLE_JOB_EXECUTION"
-        ]
-        == "true"
-    )
+    assert cmd[4:] == ["--host", "127.0.0.1", "--port", str(port), "--serve-artifacts",
+                       "--artifacts-destination", str((tmp_path / "mlartifacts").resolve()),
+                       "--workers", "1"]
+    assert launch.env["MLFLOW_BACKEND_STORE_URI"] == "sqlite:///m.db"
+    assert launch.env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] == "false"
+    assert job_runner_env({})["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] == "false"
+    assert job_runner_env({"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "true"})[
+        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] == "true"
 
 
 def test_backfill_writes_views_of_earlier_searches_once(tracking_store: str) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import click
 
 from ser_mlflow.cli.app import main
@@ -20,12 +22,13 @@ from ser_mlflow.cli.errors import user_errors
 @user_errors
 def ui(port: int, host: str, links_only: bool) -> None:
     """Start the MLflow UI on this project's store and print the latest saved views."""
-    from ser_mlflow import tracking
-    from ser_mlflow.ui import views
+    from ser_mlflow import tracking, views
+    from ser_mlflow.ui.process import run_supervised
+    from ser_mlflow.ui.server import client_uri, prepare_launch, ui_settings
 
     uri = tracking.tracking_uri()
     local = views.is_local_store(uri)
-    base = views.local_base(host, port) if local else views.ui_base_url(uri)
+    base = client_uri(host, port) if local else views.ui_base_url(uri)
     views.backfill_search_views()
     latest = views.latest_views(max_results=5)
     if latest:
@@ -42,11 +45,9 @@ def ui(port: int, host: str, links_only: bool) -> None:
         return
     if links_only:
         return
-    cmd = views.ui_server_command(uri=uri, host=host, port=port)
+    launch = prepare_launch(ui_settings(uri, host=host, port=port), echo=click.echo)
     click.echo(f"MLflow UI on {base} (store {uri}).")
-    from ser_mlflow.ui.server import run_supervised
-
-    code = run_supervised(cmd, views.ui_server_env(), echo=click.echo)
+    code = run_supervised(launch.command, {**os.environ, **launch.env}, echo=click.echo)
     if code:
         raise SystemExit(code)
 

@@ -19,6 +19,8 @@ import numpy as np
 
 from ser_mlflow import tracking
 from ser_mlflow.data.extract import COLUMNS, EXTRACTABLE, audio_files, run_extraction
+from ser_mlflow.models.metadata import ModelMetadata
+from ser_mlflow.tracking.tags import TAG_INPUT, TAG_MODEL_NAME, TAG_MODEL_URI, TAG_MODEL_VERSION
 
 Echo = Callable[[str], None]
 
@@ -31,15 +33,15 @@ class AudioPrediction:
     model_version: tuple[str, str] | None
 
 
-def model_feature_sets(meta: dict, model_uri: str) -> tuple[tuple[str, ...], list[str]]:
+def model_feature_sets(meta: ModelMetadata, model_uri: str) -> tuple[tuple[str, ...], list[str]]:
     """(feature sets, raw input columns) of a model, refusing sets audio cannot give.
 
     Raises:
         ValueError: a video (or other non-audio) set, or audio columns that differ from
             what ``extract`` writes (a model trained on other columns).
     """
-    columns = list(meta.get("raw_columns") or meta["feature_columns"])
-    sets = tuple(meta.get("feature_sets") or dict.fromkeys(c.split(":", 1)[0] for c in columns))
+    columns = meta.input_columns
+    sets = tuple(meta.input_feature_sets)
     not_audio = [s for s in sets if s not in EXTRACTABLE]
     if not_audio:
         raise ValueError(
@@ -94,7 +96,7 @@ def predict_audio(
         columns,
     )
     result = model.predict(frame)
-    attrs = list(meta["attributes"])
+    attrs = list(meta.attributes)
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
     # written to a fresh folder first, so the run logs these files and nothing else of out
@@ -108,11 +110,11 @@ def predict_audio(
         tags = {
             tracking.TAG_STAGE: "predict",
             tracking.TAG_FEATURE_SETS: "+".join(sets),
-            "ser.model_uri": model_uri,
-            "ser.input": "audio",
+            TAG_MODEL_URI: model_uri,
+            TAG_INPUT: "audio",
         }
         if version:
-            tags.update({"ser.model_name": version[0], "ser.model_version": version[1]})
+            tags.update({TAG_MODEL_NAME: version[0], TAG_MODEL_VERSION: version[1]})
         with tracking.run_context(
             experiment=experiment, run_name="predict-audio", tags=tags
         ) as run:

@@ -220,7 +220,6 @@ def summarise(children: Sequence[Any], *, data_root: str | Path, feature_sets: S
 
 def log_summary(summary: DelaySummary, *, title: str, echo: Echo = print) -> None:
     """Artifacts and metrics of the sweep's parent run (inside its run context)."""
-    from ser_mlflow.jobs.pipeline import log_table
     from ser_mlflow.scoring import plots
 
     curve, est = summary.curve, summary.estimates
@@ -240,8 +239,8 @@ def log_summary(summary: DelaySummary, *, title: str, echo: Echo = print) -> Non
         metrics[f"{prefix}_shift_frames_{d['attribute']}"] = d["best_shift_frames"]
         metrics[f"{prefix}_delay_s_{d['attribute']}"] = d["best_delay_s"]
     tracking.log_metrics(metrics)
-    log_table(curve.drop(columns=["run_id"], errors="ignore"), "delay_curve")
-    log_table(est, "delay_estimates")
+    tracking.log_table(curve.drop(columns=["run_id"], errors="ignore"), "delay_curve")
+    tracking.log_table(est, "delay_estimates")
     marks = {}
     for r in scope_all[scope_all["attribute"] == "mean"].itertuples(index=False):
         d = r._asdict()

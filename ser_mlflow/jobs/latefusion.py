@@ -249,7 +249,7 @@ def _raw_inputs(run_ids: list[str], labels: list[str]) -> list[dict[str, Any]] |
         uri = f"runs:/{rid}/model"
         meta = tracking.load_pyfunc(uri).unwrap_python_model().meta
         specs.append(
-            {"system": label, "model_uri": uri, "feature_columns": list(meta["feature_columns"])}
+            {"system": label, "model_uri": uri, "feature_columns": list(meta.feature_columns)}
         )
     return specs
 
@@ -374,7 +374,7 @@ def run_fusion(
         echo(line)
     in_sample = protocol == "paper"
     echo(f"fusion run {run.info.run_id} ({'in-sample, paper protocol' if in_sample else 'cv'})")
-    from ser_mlflow.ui import views
+    from ser_mlflow import views
 
     for line in views.publish_fusion_view(run.info.run_id).lines():
         echo(line)

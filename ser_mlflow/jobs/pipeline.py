@@ -23,11 +23,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ser_mlflow import tracking
+from ser_mlflow import tracking, views
 from ser_mlflow.data import list_feature_sets
 from ser_mlflow.data.fingerprint import corpus_fingerprint
 from ser_mlflow.settings import LOSS_PRESETS, LossConfig, TrainConfig
-from ser_mlflow.ui import views
 
 Echo = Callable[[str], None]
 ATTRS_DEFAULT = ("arousal", "valence", "liking")
@@ -205,33 +204,6 @@ def print_table(df: pd.DataFrame, echo: Echo, columns: Sequence[str]) -> None:
     echo(df[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
 
 
-def log_table(df: pd.DataFrame, name: str) -> None:
-    """CSV + Markdown artifacts of a result table."""
-    tracking.log_text(df.to_csv(index=False), f"{name}.csv")
-    tracking.log_text(
-        df.to_markdown(index=False, floatfmt=".3f") if _has_tabulate() else _markdown(df),
-        f"{name}.md",
-    )
-
-
-def _has_tabulate() -> bool:
-    try:
-        import tabulate  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-def _markdown(df: pd.DataFrame) -> str:
-    def cell(v: Any) -> str:
-        return f"{v:.3f}" if isinstance(v, float) else str(v)
-
-    head = "| " + " | ".join(df.columns) + " |"
-    sep = "|" + "|".join("---" for _ in df.columns) + "|"
-    body = ["| " + " | ".join(cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
-    return "\n".join([head, sep, *body]) + "\n"
-
-
 @dataclass
 class StepResult:
     step: str
@@ -301,7 +273,7 @@ def _sweep(
             )
         bar.close()
         table = outcomes_table(outcomes, rank_metric=rank_metric)
-        log_table(table, "ranking")
+        tracking.log_table(table, "ranking")
         reused = [o.run_id for o in outcomes if o.status == "REUSED"]
         failed = [o for o in outcomes if o.status == "FAILED"]
         tracking.set_tags(
@@ -514,10 +486,10 @@ def compare(
 
         for o in result.outcomes:  # the view's group rows: "Group: MTL2 mean"
             if o.run_id:
-                tracking.set_run_tags(o.run_id, {views.TAG_LOSS_GROUP: views.loss_group(
+                tracking.set_run_tags(o.run_id, {tracking.TAG_LOSS_GROUP: views.loss_group(
                     o.cfg.loss.name)})
         table = compare_table(result.outcomes)
-        log_table(table, "comparison")
+        tracking.log_table(table, "comparison")
         tracking.log_figure(plots.compare_bars(table), "plots/comparison.png")
         for r in table.itertuples(index=False):
             d = r._asdict()

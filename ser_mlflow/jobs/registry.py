@@ -16,9 +16,21 @@ from typing import Any
 
 from ser_mlflow import tracking
 from ser_mlflow.data.fingerprint import corpus_fingerprint
+from ser_mlflow.tracking.tags import (
+    TAG_IN_SAMPLE,
+    TAG_MODEL_INPUT,
+    TAG_MODEL_NAME,
+    TAG_MODEL_URI,
+    TAG_MODEL_VERSION,
+    TAG_PREVIOUS_PREFIX,
+    TAG_PREVIOUS_VERSION,
+    TAG_PROMOTED_AT,
+    TAG_PROMOTED_PREFIX,
+    TAG_PROMOTION_FORCED,
+    TAG_RUN_ID,
+)
 
 Echo = Callable[[str], None]
-TAG_MODEL_INPUT = "ser.model_input"  # "raw": the model predicts from raw feature columns
 
 
 def default_filter(data_root: str | Path) -> str:
@@ -40,6 +52,26 @@ class Registered:
     alias: str = "champion"  # the alias the version got: the champion's, or the challenger's
     champion_version: str = ""  # the champion after the call
     previous_value: float | None = None  # the champion's metric before, when there was one
+
+
+def _best_run(metric: str, filter_string: str | None, data_root: str | Path) -> Any:
+    """The FINISHED run with the highest ``metric`` among those the filter selects.
+
+    Raises:
+        ValueError: no FINISHED run matches, or none has the metric.
+    """
+    flt = filter_string if filter_string else default_filter(data_root)
+    full = f"{flt} and attributes.status = 'FINISHED'"
+    runs = [
+        r
+        for r in tracking.search_runs(filter_string=full, order_by=[f"metrics.`{metric}` DESC"])
+        if metric in r.data.metrics
+        # an in-sample (paper protocol) fusion scores on frames it fitted: never a champion
+        and not (not filter_string and r.data.tags.get(TAG_IN_SAMPLE) == "true")
+    ]
+    if not runs:
+        raise ValueError(f"filter: no FINISHED run with metric {metric!r} matches {flt!r}")
+    return runs[0]
 
 
 def register_best(
@@ -64,22 +96,11 @@ def register_best(
         ValueError: no FINISHED run matches, or none has the metric.
     """
     tracking.check_registry_names(model_name, alias)
-    flt = filter_string if filter_string else default_filter(data_root)
-    full = f"{flt} and attributes.status = 'FINISHED'"
-    runs = [
-        r
-        for r in tracking.search_runs(filter_string=full, order_by=[f"metrics.`{metric}` DESC"])
-        if metric in r.data.metrics
-        # an in-sample (paper protocol) fusion scores on frames it fitted: never a champion
-        and not (not filter_string and r.data.tags.get("ser.in_sample") == "true")
-    ]
-    if not runs:
-        raise ValueError(f"filter: no FINISHED run with metric {metric!r} matches {flt!r}")
-    best = runs[0]
+    best = _best_run(metric, filter_string, data_root)
     before = {str(v.version) for v in tracking.model_versions(model_name)}
     version = str(tracking.register_run_model(best.info.run_id, model_name).version)
     value = float(best.data.metrics[metric])
-    tracking.set_version_tags(model_name, version, {metric: value, "ser.run_id": best.info.run_id})
+    tracking.set_version_tags(model_name, version, {metric: value, TAG_RUN_ID: best.info.run_id})
     is_new = version not in before
     sets = best.data.tags.get(tracking.TAG_FEATURE_SETS, "?")
     echo(
@@ -125,11 +146,11 @@ def _record_promotion(model_name: str, version: str, old_version: str | None, ol
         model_name,
         version,
         {
-            "ser.promoted_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "ser.previous_version": old_version or "none",
-            f"ser.previous_{metric}": old_value if old_version else "none",
-            f"ser.promoted_{metric}": new_value,
-            "ser.promotion_forced": str(force).lower(),
+            TAG_PROMOTED_AT: time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            TAG_PREVIOUS_VERSION: old_version or "none",
+            f"{TAG_PREVIOUS_PREFIX}{metric}": old_value if old_version else "none",
+            f"{TAG_PROMOTED_PREFIX}{metric}": new_value,
+            TAG_PROMOTION_FORCED: str(force).lower(),
         },
     )
 
@@ -237,7 +258,7 @@ def predict(
     sets = list(dict.fromkeys(c.split(":", 1)[0] for c in corpus.feature_columns))
     recs = corpus.partition(partition)
     result = model.predict(frame)
-    attrs = list(meta["attributes"])
+    attrs = list(meta.attributes)
     out = Path(out)
     preds: dict[str, np.ndarray] = {}
     for rec in recs:
@@ -257,10 +278,10 @@ def predict(
         tracking.TAG_STAGE: "predict",
         tracking.TAG_FEATURE_SETS: "+".join(sets),
         tracking.TAG_DIGEST: corpus_fingerprint(data_root),
-        "ser.model_uri": model_uri,
+        TAG_MODEL_URI: model_uri,
     }
     if version:
-        tags.update({"ser.model_name": version[0], "ser.model_version": version[1]})
+        tags.update({TAG_MODEL_NAME: version[0], TAG_MODEL_VERSION: version[1]})
     with tracking.run_context(
         experiment=experiment, run_name=f"predict-{partition.lower()}", tags=tags
     ) as run:
@@ -310,15 +331,15 @@ def _model_frames(model: Any, data_root: str | Path, partition: str) -> tuple[An
     from ser_mlflow.models.pyfunc import recordings_frame
 
     meta = model.unwrap_python_model().meta
-    if meta.get("kind") == "fusion" and not meta.get("raw_columns"):
+    if meta.takes_predictions:
         raise ValueError(
             "model: this fusion takes its systems' predictions (columns "
-            f"{meta['feature_columns'][:3]} ...), not features; give it the prediction "
+            f"{meta.feature_columns[:3]} ...), not features; give it the prediction "
             "files of those systems (see the README, 'Model registry')"
         )
     # a fusion over trained runs takes the union of its input models' raw columns
-    columns = meta.get("raw_columns") or meta["feature_columns"]
-    sets = meta.get("feature_sets") or list(dict.fromkeys(c.split(":", 1)[0] for c in columns))
+    columns = meta.input_columns
+    sets = meta.input_feature_sets
     try:
         corpus = load_corpus(data_root, sets, partitions=(partition,), labelled=(partition,))
         labelled = True

@@ -26,6 +26,7 @@ from ser_mlflow import tracking
 from ser_mlflow.scoring import evaluation
 from ser_mlflow.tracking import runpreds
 from ser_mlflow.tracking.runpreds import Gold, RunPredictions
+from ser_mlflow.tracking.tags import TAG_REPORT_GROUPS, TAG_REPORT_PARENT, TAG_REPORT_RUNS
 
 Echo = Callable[[str], None]
 
@@ -105,27 +106,36 @@ def group_runs(runs: Sequence[RunPredictions], group_by: Sequence[str] = ()) -> 
     varying = [k for k in idents[0] if len({i.get(k, "") for i in idents}) > 1] if idents else []
     if not group_by:
         varying = _label_keys(idents, varying)
-    groups = []
-    for ident, members in zip(idents, keys.values(), strict=True):
-        if varying:
-            parts = [ident[k] if group_by or k.removeprefix("tags.") in IDENTITY_TAGS
-                     else f"{_short(k)}={ident[k]}" for k in varying]
-            label = " ".join(p for p in parts if p) or "?"
-        else:
-            first = members[0]
-            label = (ident.get(tracking.TAG_FEATURE_SETS) or first.name)
-            if ident.get(tracking.TAG_LOSS):
-                label += f" {ident[tracking.TAG_LOSS]}"
-        groups.append(Group(label, sorted(members, key=lambda r: r.seed),
-                            members[0].tags.get(tracking.TAG_STAGE, "")))
+    groups = [Group(_group_label(ident, members, varying, bool(group_by)),
+                    sorted(members, key=lambda r: r.seed),
+                    members[0].tags.get(tracking.TAG_STAGE, ""))
+              for ident, members in zip(idents, keys.values(), strict=True)]
+    _make_unique(groups)
+    return groups
+
+
+def _group_label(ident: Mapping[str, str], members: Sequence[RunPredictions],
+                 varying: Sequence[str], by_keys: bool) -> str:
+    """A group's label: what differs between the groups, else its feature sets and loss."""
+    if varying:
+        parts = [ident[k] if by_keys or k.removeprefix("tags.") in IDENTITY_TAGS
+                 else f"{_short(k)}={ident[k]}" for k in varying]
+        return " ".join(p for p in parts if p) or "?"
+    label = ident.get(tracking.TAG_FEATURE_SETS) or members[0].name
+    if ident.get(tracking.TAG_LOSS):
+        label += f" {ident[tracking.TAG_LOSS]}"
+    return label
+
+
+def _make_unique(groups: Sequence[Group]) -> None:
+    """Labels must be unique (they name rows, pairs and metrics): ``#2``, ``#3`` added."""
     seen: dict[str, int] = {}
-    for g in groups:  # labels must be unique: they name rows, pairs and metrics
+    for g in groups:
         if g.label in seen:
             seen[g.label] += 1
             g.label = f"{g.label} #{seen[g.label]}"
         else:
             seen[g.label] = 1
-    return groups
 
 
 def _label_keys(idents: Sequence[Mapping[str, str]], varying: Sequence[str]) -> list[str]:
@@ -224,9 +234,9 @@ def compute(
     n_boot: int = 2000,
     seed: int = 0,
 ) -> ReportData:
-    """Every number of the report, as one long table."""
+    """Every number of the report, as one long table (rows: per recording, per group and
+    scope, per compared pair, in that order)."""
     attrs = gold.attributes
-    cols = [*attrs, "mean"]
     cultures = sorted({gold.cultures[n] for n in names})
     scopes = [*cultures, "all"] if len(cultures) > 1 else cultures
     rows: list[dict[str, Any]] = []
@@ -234,52 +244,78 @@ def compute(
     golds = [gold.values[n] for n in names]
     score: dict[str, float] = {}
     per_recording: dict[str, np.ndarray] = {}
+    boot = {"n_boot": n_boot, "seed": seed}
     for g in groups:
         per_run = [evaluation.per_recording_ccc(p, golds) for p in preds[g.label]]
         per_recording[g.label] = np.mean(per_run, axis=0)
-        for run, pr in zip(g.runs, per_run, strict=True):
-            for r, n in enumerate(names):
-                for j, a in enumerate(attrs):
-                    rows.append({"section": "recording", "group": g.label, "run_id": run.run_id,
-                                 "scope": gold.cultures[n], "recording": n, "attribute": a,
-                                 "statistic": "ccc", "estimate": pr[r, j]})
+        rows += _recording_rows(g, per_run, gold, names)
         for scope in scopes:
-            idx = [i for i, n in enumerate(names) if scope == "all" or gold.cultures[n] == scope]
-            sub_p = [[p[i] for i in idx] for p in preds[g.label]]
-            pooled, per_rec = evaluation.group_intervals(
-                sub_p, [golds[i] for i in idx], [gold.cultures[names[i]] for i in idx],
-                n_boot=n_boot, seed=seed)
-            for stat, iv in (("pooled_ccc", pooled), ("per_recording_ccc_mean", per_rec)):
-                for j, a in enumerate(cols):
-                    rows.append({"section": "score", "group": g.label, "scope": scope,
-                                 "attribute": a, "statistic": stat,
-                                 "estimate": iv.estimate[j], "low": iv.low[j],
-                                 "high": iv.high[j], "n_runs": len(g.runs),
-                                 "n_recordings": len(idx)})
+            pooled, scope_rows = _score_rows(g, preds[g.label], gold, names, scope, boot)
+            rows += scope_rows
             if scope == scopes[-1]:
                 score[g.label] = float(pooled.estimate[-1])
     chosen = list(pairs) if pairs is not None else default_pairs(groups, score)
     for a_label, b_label in chosen:
         for scope in scopes:
-            idx = [i for i, n in enumerate(names) if scope == "all" or gold.cultures[n] == scope]
-            d = evaluation.paired_difference(
-                [[p[i] for i in idx] for p in preds[a_label]],
-                [[p[i] for i in idx] for p in preds[b_label]],
-                [golds[i] for i in idx], [gold.cultures[names[i]] for i in idx],
-                n_boot=n_boot, n_perm=n_boot, seed=seed)
-            for j, a in enumerate(cols):
-                rows.append({"section": "comparison", "group": f"{a_label} − {b_label}",
-                             "group_a": a_label, "group_b": b_label, "scope": scope,
-                             "attribute": a, "statistic": "pooled_ccc_difference",
-                             "estimate": d.estimate[j], "low": d.low[j], "high": d.high[j],
-                             "p_bootstrap": d.p_bootstrap[j],
-                             "p_permutation": d.p_permutation[j],
-                             "n_runs_a": len(preds[a_label]),
-                             "n_runs_b": len(preds[b_label]),
-                             "n_recordings": len(idx)})
+            rows += _comparison_rows((a_label, b_label), preds, gold, names, scope, boot)
     numbers = pd.DataFrame(rows)
     return ReportData(list(groups), list(names), gold, attrs, scopes, numbers, per_recording,
                       pairs=chosen)
+
+
+def _recording_rows(g: Group, per_run: Sequence[np.ndarray], gold: Gold,
+                    names: Sequence[str]) -> list[dict[str, Any]]:
+    """One row per run, recording and attribute: that recording's CCC."""
+    return [{"section": "recording", "group": g.label, "run_id": run.run_id,
+             "scope": gold.cultures[n], "recording": n, "attribute": a,
+             "statistic": "ccc", "estimate": pr[r, j]}
+            for run, pr in zip(g.runs, per_run, strict=True)
+            for r, n in enumerate(names) for j, a in enumerate(gold.attributes)]
+
+
+def _scope_index(names: Sequence[str], gold: Gold, scope: str) -> list[int]:
+    return [i for i, n in enumerate(names) if scope == "all" or gold.cultures[n] == scope]
+
+
+def _score_rows(g: Group, preds: Sequence[Sequence[np.ndarray]], gold: Gold,
+                names: Sequence[str], scope: str,
+                boot: Mapping[str, int]) -> tuple[Any, list[dict[str, Any]]]:
+    """(pooled interval, rows): a group's pooled and per-recording CCC with intervals."""
+    idx = _scope_index(names, gold, scope)
+    pooled, per_rec = evaluation.group_intervals(
+        [[p[i] for i in idx] for p in preds], [gold.values[names[i]] for i in idx],
+        [gold.cultures[names[i]] for i in idx], **boot)
+    rows = [{"section": "score", "group": g.label, "scope": scope,
+             "attribute": a, "statistic": stat,
+             "estimate": iv.estimate[j], "low": iv.low[j],
+             "high": iv.high[j], "n_runs": len(g.runs),
+             "n_recordings": len(idx)}
+            for stat, iv in (("pooled_ccc", pooled), ("per_recording_ccc_mean", per_rec))
+            for j, a in enumerate([*gold.attributes, "mean"])]
+    return pooled, rows
+
+
+def _comparison_rows(pair: tuple[str, str], preds: Mapping[str, Sequence[Sequence[np.ndarray]]],
+                     gold: Gold, names: Sequence[str], scope: str,
+                     boot: Mapping[str, int]) -> list[dict[str, Any]]:
+    """Rows of one pair's pooled CCC difference (interval, bootstrap and permutation p)."""
+    a_label, b_label = pair
+    idx = _scope_index(names, gold, scope)
+    d = evaluation.paired_difference(
+        [[p[i] for i in idx] for p in preds[a_label]],
+        [[p[i] for i in idx] for p in preds[b_label]],
+        [gold.values[names[i]] for i in idx], [gold.cultures[names[i]] for i in idx],
+        n_boot=boot["n_boot"], n_perm=boot["n_boot"], seed=boot["seed"])
+    return [{"section": "comparison", "group": f"{a_label} − {b_label}",
+             "group_a": a_label, "group_b": b_label, "scope": scope,
+             "attribute": a, "statistic": "pooled_ccc_difference",
+             "estimate": d.estimate[j], "low": d.low[j], "high": d.high[j],
+             "p_bootstrap": d.p_bootstrap[j],
+             "p_permutation": d.p_permutation[j],
+             "n_runs_a": len(preds[a_label]),
+             "n_runs_b": len(preds[b_label]),
+             "n_recordings": len(idx)}
+            for j, a in enumerate([*gold.attributes, "mean"])]
 
 
 def scope_label(scope: str, cultures: Sequence[str]) -> str:
@@ -402,9 +438,9 @@ def _png(fig: Any) -> bytes:
     return buf.getvalue()
 
 
-def render(data: ReportData, figs: Mapping[str, Any], *, title: str,
-           inputs: str, n_boot: int, seed: int) -> tuple[str, str]:
-    """(report.md, report.html): the same blocks; the HTML carries the PNGs inline."""
+def _blocks(data: ReportData, *, title: str, inputs: str, n_boot: int,
+            seed: int) -> list[tuple[str, Any]]:
+    """The report as (kind, value) blocks: h1-h3, p, table (a DataFrame), img (a figure)."""
     cultures = sorted({data.gold.cultures[n] for n in data.names})
     counts = ", ".join(f"{c} {sum(data.gold.cultures[n] == c for n in data.names)}"
                        for c in cultures)
@@ -450,6 +486,12 @@ def render(data: ReportData, figs: Mapping[str, Any], *, title: str,
         ("img", "plots/ccc_per_recording.png"),
         ("p", "Every number above, plus each run's per-recording CCC: `report_numbers.csv`."),
     ]
+    return blocks
+
+
+def _write_blocks(blocks: Sequence[tuple[str, Any]],
+                  figs: Mapping[str, Any]) -> tuple[list[str], list[str]]:
+    """(Markdown paragraphs, HTML elements) of the blocks."""
     md, body = [], []
     for kind, value in blocks:
         if kind in ("h1", "h2", "h3"):
@@ -469,6 +511,14 @@ def render(data: ReportData, figs: Mapping[str, Any], *, title: str,
             md.append(f"![{value}]({value})")
             b64 = base64.b64encode(_png(figs[value])).decode()
             body.append(f'<img alt="{html.escape(value)}" src="data:image/png;base64,{b64}">')
+    return md, body
+
+
+def render(data: ReportData, figs: Mapping[str, Any], *, title: str,
+           inputs: str, n_boot: int, seed: int) -> tuple[str, str]:
+    """(report.md, report.html): the same blocks; the HTML carries the PNGs inline."""
+    blocks = _blocks(data, title=title, inputs=inputs, n_boot=n_boot, seed=seed)
+    md, body = _write_blocks(blocks, figs)
     style = (
         "body{font-family:system-ui,sans-serif;margin:2em;max-width:1500px;color:#222}"
         "table.t{border-collapse:collapse;font-size:13px;margin:0.5em 0 1.5em}"
@@ -573,11 +623,11 @@ def run_report(
     exp = experiment or tracking.experiment_name_of(runs[0].info.run_id)
     tags = {
         tracking.TAG_STAGE: "report",
-        "ser.report_runs": ",".join(r.info.run_id for r in runs)[:5000],
-        "ser.report_groups": ",".join(g.label for g in data.groups)[:5000],
+        TAG_REPORT_RUNS: ",".join(r.info.run_id for r in runs)[:5000],
+        TAG_REPORT_GROUPS: ",".join(g.label for g in data.groups)[:5000],
     }
     if parent_run_id:
-        tags["ser.report_parent"] = parent_run_id
+        tags[TAG_REPORT_PARENT] = parent_run_id
     with tracking.run_context(experiment=exp, run_name="report", tags=tags) as run:
         tracking.log_params({"inputs": inputs[:500], "n_boot": n_boot, "seed": seed,
                              "pairs": pairs or "default", "group_by": ",".join(group_by)

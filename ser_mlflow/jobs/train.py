@@ -27,6 +27,7 @@ from ser_mlflow.data import (
     write_synthetic_corpus,
 )
 from ser_mlflow.data.fingerprint import corpus_fingerprint
+from ser_mlflow.models.metadata import ModelMetadata
 from ser_mlflow.nn.fit import (
     CHECKPOINT_STATE,
     EpochCallback,
@@ -263,7 +264,7 @@ def _fit_and_log(
         example = _input_example(data)
         model_info = tracking.log_ser_model(
             network=model,
-            preprocess=_preprocess_meta(cfg, data),
+            metadata=_preprocess_meta(cfg, data),
             example=example,
             example_output=_example_output(model, data, example),
             workdir=tmpdir,
@@ -281,16 +282,16 @@ def _fit_and_log(
     return TrainResult(run_id, metrics, best_epoch, history, model_info.model_uri)
 
 
-def _preprocess_meta(cfg: TrainConfig, data: Prepared) -> dict[str, Any]:
-    return {
-        "feature_sets": list(cfg.feature_sets),
-        "feature_columns": list(data.corpus.feature_columns),
-        "attributes": list(data.attributes),
-        "shift_frames": cfg.shift_frames,
-        "standardizer": data.standardizer.to_dict(),
-        "network": {"units": list(cfg.model.units), "dropout": cfg.model.dropout},
-        "data_digest": data.corpus.digest,
-    }
+def _preprocess_meta(cfg: TrainConfig, data: Prepared) -> ModelMetadata:
+    return ModelMetadata(
+        feature_sets=list(cfg.feature_sets),
+        feature_columns=list(data.corpus.feature_columns),
+        attributes=list(data.attributes),
+        shift_frames=cfg.shift_frames,
+        standardizer=data.standardizer.to_dict(),
+        network={"units": list(cfg.model.units), "dropout": cfg.model.dropout},
+        data_digest=data.corpus.digest,
+    )
 
 
 def _input_example(data: Prepared) -> Any:

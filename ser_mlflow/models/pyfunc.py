@@ -16,15 +16,15 @@ shift (aligned with the labels).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import mlflow.pyfunc
 import numpy as np
 import pandas as pd
 from mlflow.pyfunc.model import PythonModel
+
+from ser_mlflow.models.metadata import ARTIFACT, ModelMetadata
 
 NAME_COL = "name"
 TIME_COL = "timestamp"
@@ -43,6 +43,38 @@ def split_recordings(
         InputError: missing id columns, missing or extra feature columns, NaN/inf,
             an empty frame, or a recording whose rows are not contiguous.
     """
+    values = _feature_values(df, feature_columns)
+    order, starts, ends = _recording_blocks(df)
+    times = _timestamps(df)
+    feats, stamps = [], []
+    for name, s, e in zip(order, starts, ends, strict=True):
+        idx = s + np.argsort(times[s:e], kind="stable")  # time order within the recording
+        stamp = times[idx]
+        if np.any(np.diff(stamp) == 0):
+            raise InputError(f"input: recording {name!r} has two rows with timestamp "
+                             f"{stamp[np.flatnonzero(np.diff(stamp) == 0)[0]]:g}")
+        feats.append(values[idx].astype(np.float32))
+        stamps.append(stamp)
+    return order, feats, stamps
+
+
+def _feature_values(df: pd.DataFrame, feature_columns: Sequence[str]) -> np.ndarray:
+    """The feature columns as float64, checked: id columns present, exactly the model's
+    feature columns, every value finite in float32."""
+    _check_columns(df, feature_columns)
+    values = df.loc[:, list(feature_columns)].to_numpy(dtype=np.float64, na_value=np.nan)
+    bad = ~np.isfinite(values) | (np.abs(values) > _FLOAT32_MAX)
+    if bad.any():
+        r, c = np.argwhere(bad)[0]
+        raise InputError(
+            f"input: non-finite value {values[r, c]} at row {r}, column "
+            f"{feature_columns[c]!r} (in float32, the network's precision); expected finite "
+            f"|x| <= {_FLOAT32_MAX:.3g}"
+        )
+    return values
+
+
+def _check_columns(df: pd.DataFrame, feature_columns: Sequence[str]) -> None:
     if not isinstance(df, pd.DataFrame) or len(df) == 0:
         raise InputError("input: expected a non-empty DataFrame with one row per frame")
     for col in (NAME_COL, TIME_COL):
@@ -58,19 +90,17 @@ def split_recordings(
         sets = sorted({c.split(":", 1)[0] for c in feature_columns})
         raise InputError(
             f"input: feature columns differ from the model's ({len(feature_columns)} columns "
-            f"of feature sets {'+'.join(sets)}): missing {missing[:5]}"
-            f"{' ...' if len(missing) > 5 else ''}, unexpected {extra[:5]}"
-            f"{' ...' if len(extra) > 5 else ''}"
+            f"of feature sets {'+'.join(sets)}): missing {_first5(missing)}, unexpected "
+            f"{_first5(extra)}"
         )
-    values = df.loc[:, list(feature_columns)].to_numpy(dtype=np.float64, na_value=np.nan)
-    bad = ~np.isfinite(values) | (np.abs(values) > _FLOAT32_MAX)
-    if bad.any():
-        r, c = np.argwhere(bad)[0]
-        raise InputError(
-            f"input: non-finite value {values[r, c]} at row {r}, column "
-            f"{feature_columns[c]!r} (in float32, the network's precision); expected finite "
-            f"|x| <= {_FLOAT32_MAX:.3g}"
-        )
+
+
+def _first5(names: Sequence[str]) -> str:
+    return f"{list(names[:5])}{' ...' if len(names) > 5 else ''}"
+
+
+def _recording_blocks(df: pd.DataFrame) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """(names, start rows, end rows) of the recordings, which must be contiguous."""
     names = df[NAME_COL].astype(str).str.strip("'").to_numpy()
     change = np.flatnonzero(names[1:] != names[:-1]) + 1
     starts = np.concatenate([[0], change])
@@ -78,6 +108,10 @@ def split_recordings(
     order = [str(names[s]) for s in starts]
     if len(set(order)) != len(order):
         raise InputError("input: the rows of each recording must be contiguous")
+    return order, starts, ends
+
+
+def _timestamps(df: pd.DataFrame) -> np.ndarray:
     try:
         times = df[TIME_COL].to_numpy(dtype=np.float64)
     except (TypeError, ValueError):
@@ -85,16 +119,7 @@ def split_recordings(
     if not np.isfinite(times).all():
         raise InputError(f"input: non-finite {TIME_COL!r} at row "
                          f"{int(np.flatnonzero(~np.isfinite(times))[0])}")
-    feats, stamps = [], []
-    for name, s, e in zip(order, starts, ends, strict=True):
-        idx = s + np.argsort(times[s:e], kind="stable")  # time order within the recording
-        stamp = times[idx]
-        if np.any(np.diff(stamp) == 0):
-            raise InputError(f"input: recording {name!r} has two rows with timestamp "
-                             f"{stamp[np.flatnonzero(np.diff(stamp) == 0)[0]]:g}")
-        feats.append(values[idx].astype(np.float32))
-        stamps.append(stamp)
-    return order, feats, stamps
+    return times
 
 
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
@@ -120,15 +145,15 @@ class SERModel(PythonModel):
     """
 
     def load_context(self, context: Any) -> None:
-        meta = json.loads(Path(context.artifacts["preprocess"]).read_text())
+        meta = ModelMetadata.read(context.artifacts[ARTIFACT])
         self.meta = meta
-        if meta.get("kind") == "fusion":
+        if meta.kind == "fusion":
             import joblib
 
             self.fusion = joblib.load(context.artifacts["fusion"])
             self.inputs = [
                 mlflow.pyfunc.load_model(context.artifacts[f"input_{i}"])
-                for i in range(len(meta.get("inputs", [])))
+                for i in range(len(meta.inputs))
             ]
             return
         from ser_mlflow._quiet import import_tensorflow_quietly
@@ -138,24 +163,24 @@ class SERModel(PythonModel):
 
         from ser_mlflow.data import Standardizer
 
-        self.standardizer = Standardizer.from_dict(meta["standardizer"])
+        self.standardizer = Standardizer.from_dict(meta.standardizer)
         self.network = keras.saving.load_model(context.artifacts["network"], compile=False)
 
     def predict(
         self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
     ) -> pd.DataFrame:
-        if self.meta.get("kind") == "fusion":
+        if self.meta.kind == "fusion":
             return self._predict_fusion(model_input)
         from ser_mlflow.data import unshift_predictions
         from ser_mlflow.nn.model import predict_sequences
 
         meta = self.meta
-        names, feats, stamps = split_recordings(model_input, meta["feature_columns"])
+        names, feats, stamps = split_recordings(model_input, meta.feature_columns)
         preds = predict_sequences(self.network, [self.standardizer.transform(f) for f in feats])
         frames = []
         for name, stamp, pred in zip(names, stamps, preds, strict=True):
-            pred = unshift_predictions(pred, int(meta["shift_frames"]))
-            part = pd.DataFrame(pred, columns=list(meta["attributes"]))
+            pred = unshift_predictions(pred, meta.shift_frames)
+            part = pd.DataFrame(pred, columns=list(meta.attributes))
             part.insert(0, TIME_COL, stamp)
             part.insert(0, NAME_COL, name)
             frames.append(part)
@@ -164,23 +189,23 @@ class SERModel(PythonModel):
     def _input_predictions(self, model_input: pd.DataFrame) -> pd.DataFrame:
         """Run every input model on its own raw feature columns -> ``<system>:<attr>``."""
         meta = self.meta
-        split_recordings(model_input, meta["raw_columns"])  # validate once, clearly
+        split_recordings(model_input, meta.raw_columns)  # validate once, clearly
         model_input = time_ordered(model_input)  # the input models answer in time order
         out = model_input[[NAME_COL, TIME_COL]].reset_index(drop=True)
-        for spec, model in zip(meta["inputs"], self.inputs, strict=True):
-            cols = [NAME_COL, TIME_COL, *spec["feature_columns"]]
+        for spec, model in zip(meta.inputs, self.inputs, strict=True):
+            cols = [NAME_COL, TIME_COL, *spec.feature_columns]
             pred = model.predict(model_input[cols])
-            for a in meta["attributes"]:
-                out[f"{spec['system']}:{a}"] = pred[a].to_numpy()
+            for a in meta.attributes:
+                out[f"{spec.system}:{a}"] = pred[a].to_numpy()
         return out
 
     def _predict_fusion(self, model_input: pd.DataFrame) -> pd.DataFrame:
         import numpy as np
 
         meta = self.meta
-        if meta.get("inputs"):
+        if meta.inputs:
             model_input = self._input_predictions(model_input)
-        names, values, stamps = split_recordings(model_input, meta["feature_columns"])
+        names, values, stamps = split_recordings(model_input, meta.feature_columns)
         X = np.vstack(values).astype(np.float64)
         groups = np.concatenate(
             [np.full(len(v), n, dtype=object) for n, v in zip(names, values, strict=True)]
@@ -188,7 +213,7 @@ class SERModel(PythonModel):
         fused = self.fusion.predict(X, groups=groups)
         if fused.ndim == 1:
             fused = fused[:, None]
-        out = pd.DataFrame(fused, columns=list(meta["attributes"]))
+        out = pd.DataFrame(fused, columns=list(meta.attributes))
         out.insert(0, TIME_COL, np.concatenate(stamps))
         out.insert(
             0, NAME_COL, np.concatenate([[n] * len(v) for n, v in zip(names, values, strict=True)])

@@ -252,7 +252,7 @@ def _run_with_workers(worker: Worker, n_extra: int, *, url: str, study_name: str
 
 def _publish_view(result: SearchResult, echo: Callable[[str], None]) -> None:
     """A saved MLflow UI view of the trials; a view is a convenience and never fails a search."""
-    from ser_mlflow.ui import views
+    from ser_mlflow import views
 
     try:
         view = views.write_search_view(result.parent_run_id, objective_metric=list(result.keys))

@@ -17,6 +17,7 @@ import numpy as np
 
 from ser_mlflow import tracking
 from ser_mlflow.data import LABELS_FOLDER, DataError, canonical_recording_name, read_avec_csv
+from ser_mlflow.tracking.tags import TAG_CHILDREN, TAG_RUN_NAME
 
 PREDICTIONS_DEVEL = "predictions/devel"
 
@@ -71,7 +72,7 @@ def find_runs(
         what = f"run ids {', '.join(run_ids)}"
     elif parent_run_id:
         parent = tracking.get_run_or_error(parent_run_id)
-        ids = [r for r in parent.data.tags.get("ser.children", "").split(",") if r]
+        ids = [r for r in parent.data.tags.get(TAG_CHILDREN, "").split(",") if r]
         if ids:
             runs = [tracking.get_run(r) for r in ids]
         else:
@@ -97,7 +98,7 @@ def load_predictions(run: Any, *, partition: str = "devel") -> RunPredictions:
         ValueError: the run has no such folder (names the run), or a file is malformed.
     """
     rid = run.info.run_id
-    label = run.data.tags.get("mlflow.runName", rid)
+    label = run.data.tags.get(TAG_RUN_NAME, rid)
     try:
         folder = tracking.download_artifacts(rid, f"predictions/{partition}")
     except Exception:

@@ -1,4 +1,7 @@
-"""`ser-mlflow server`: the shared MLflow tracking server for a lab, started the safe way.
+"""The one launcher of ``mlflow server``: `ser-mlflow server`, `ser-mlflow ui`, the tests and
+the screenshot tool all start it through :func:`prepare_launch`.
+
+`ser-mlflow server` is the shared MLflow tracking server for a lab, started the safe way.
 
 One process per machine is fine for a student; a lab that runs search workers on several
 machines needs one tracking server they all talk to. This module builds the
@@ -17,18 +20,22 @@ Bad settings are refused before anything starts, in one line (``ValueError``): a
 store URI, a missing database driver, an artifact folder that cannot be written, a port in
 use. The server then runs as a child of this process, in one process group with its
 workers: SIGTERM or Ctrl-C to the printed pid stops them all (:func:`run_supervised`).
+`ser-mlflow ui` runs the same command on the project's own store (:func:`ui_settings`);
+:class:`BackgroundServer` runs it beside other work (tests, screenshots). Basic-auth files
+are ``ui.auth``'s; supervision, the one ``/health`` poller and ``free_port`` are
+``ui.process``'s.
+
+MLflow's server is this module's subject, so it is the one module outside ``tracking`` that
+asks MLflow something (its default allowed hosts); it never tracks.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 import socket
-import stat
 import sys
-import time
-from collections.abc import Callable
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
@@ -38,23 +45,33 @@ from ser_mlflow.tracking import (
     DEFAULT_TRACKING_URI,
     database_driver_problem,
 )
+from ser_mlflow.ui.auth import (
+    ADMIN_PASSWORD_ENV,
+    SECRET_KEY_ENV,
+    admin_name,
+    admin_password,
+    default_auth_db_uri,
+    flask_secret_key,
+    private_sqlite,
+    sqlite_path,
+    store_scheme,
+    write_auth_config,
+)
+from ser_mlflow.ui.process import LOOPBACK, Echo, run_supervised, wait_until_healthy
 
-Echo = Callable[[str], None]
-
-LOOPBACK = "127.0.0.1"
 DEFAULT_PORT = 5000
+
+
 #: Backend stores ``mlflow server`` accepts (SQLAlchemy dialects; ``+driver`` allowed).
 DATABASE_SCHEMES: tuple[str, ...] = ("sqlite", "postgresql", "mysql", "mssql")
-AUTH_INI = "basic_auth.ini"
-AUTH_DB = "basic_auth.db"
-ADMIN_PASSWORD_FILE = "basic_auth_admin_password"
-ADMIN_USERNAME_ENV = "MLFLOW_AUTH_ADMIN_USERNAME"
-ADMIN_PASSWORD_ENV = "MLFLOW_AUTH_ADMIN_PASSWORD"
-DEFAULT_ADMIN_USERNAME = "admin"
-MIN_PASSWORD_LENGTH = 12
-SECRET_KEY_ENV = "MLFLOW_FLASK_SERVER_SECRET_KEY"
+
+
 STORE_ENV = "MLFLOW_BACKEND_STORE_URI"  # read by `mlflow server` as --backend-store-uri
-SECRET_KEY_FILE = "basic_auth_secret_key"
+
+
+#: ``mlflow server`` 3.17 starts a job runner and three task consumers (about 1 GB and a
+#: core at start) for GenAI jobs this project never submits; off unless the user set it.
+JOB_EXECUTION_ENV = "MLFLOW_SERVER_ENABLE_JOB_EXECUTION"
 
 
 @dataclass(frozen=True)
@@ -94,23 +111,6 @@ class Launch:
     messages: list[str]
 
 
-# --------------------------------------------------------------------------- validation
-
-
-def _scheme(uri: str) -> str:
-    return urlparse(uri).scheme.split("+", 1)[0].lower()
-
-
-def sqlite_path(uri: str) -> Path | None:
-    """The file of a ``sqlite:///`` URI (relative paths are relative to the cwd)."""
-    if _scheme(uri) != "sqlite":
-        return None
-    rest = uri.split(":///", 1)[1] if ":///" in uri else ""
-    if not rest or rest.startswith(":memory:"):
-        return None
-    return Path(rest.split("?", 1)[0])
-
-
 def check_backend_store_uri(uri: str) -> str:
     """Refuse stores ``mlflow server`` cannot open, before it starts.
 
@@ -119,7 +119,7 @@ def check_backend_store_uri(uri: str) -> str:
             be split between two kinds of store), a SQLite folder that does not exist, or a
             missing database driver (naming the package to install).
     """
-    scheme = _scheme(uri)
+    scheme = store_scheme(uri)
     if scheme not in DATABASE_SCHEMES:
         raise ValueError(
             f"backend_store_uri: expected a database URI ({', '.join(DATABASE_SCHEMES)}), "
@@ -206,6 +206,12 @@ def allowed_hosts(extra: str) -> str:
     return ",".join(dict.fromkeys([*names, *defaults]))
 
 
+def job_runner_env(environ: Mapping[str, str]) -> dict[str, str]:
+    """MLflow's GenAI job runner off (see :data:`JOB_EXECUTION_ENV`) unless ``environ`` turns
+    it on: on a small machine it costs more than the server and serves nothing here."""
+    return {JOB_EXECUTION_ENV: environ.get(JOB_EXECUTION_ENV, "false")}
+
+
 def client_uri(host: str, port: int) -> str:
     """The URI clients on this machine export as ``MLFLOW_TRACKING_URI``."""
     if host in ("0.0.0.0", "", "::"):
@@ -213,111 +219,6 @@ def client_uri(host: str, port: int) -> str:
     if ":" in host and not host.startswith("["):
         host = f"[{host}]"
     return f"http://{host}:{port}"
-
-
-# --------------------------------------------------------------------------- auth
-
-
-def default_auth_db_uri(backend_store_uri: str) -> str:
-    """``basic_auth.db`` beside a SQLite store, else in the working directory."""
-    path = sqlite_path(backend_store_uri)
-    folder = path.resolve().parent if path is not None else Path.cwd()
-    return f"sqlite:///{folder / AUTH_DB}"
-
-
-def write_auth_config(folder: Path, *, database_uri: str) -> Path:
-    """Write the ``basic_auth.ini`` MLflow reads through ``MLFLOW_AUTH_CONFIG_PATH``.
-
-    MLflow's packaged ini points its user database at ``basic_auth.db`` in whatever the
-    cwd is; a generated one pins it beside the store so users survive a ``cd``.
-    ``default_permission = READ``: every account reads every run (``bimodal`` and
-    ``fusion`` rank the whole lab's runs), only a run's owner and admins change it.
-    The admin password is never written here: it travels in the environment.
-    """
-    folder.mkdir(parents=True, exist_ok=True)
-    ini = folder / AUTH_INI
-    ini.write_text(
-        "# Written by `ser-mlflow server --auth`; rewritten on every start.\n"
-        "[mlflow]\n"
-        "default_permission = READ\n"
-        f"database_uri = {database_uri}\n"
-        f"admin_username = {os.environ.get(ADMIN_USERNAME_ENV) or DEFAULT_ADMIN_USERNAME}\n"
-        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
-    )
-    return ini
-
-
-def admin_password(folder: Path, *, database_uri: str, echo: Echo) -> str | None:
-    """The bootstrap password of the admin user, or None when MLflow does not need one.
-
-    MLflow ships no default admin password: it creates the admin user on the first start
-    from ``MLFLOW_AUTH_ADMIN_PASSWORD`` and refuses to start without it. So: the variable
-    when set (it is also how to *rotate* the password: set it and restart); otherwise, for
-    a new SQLite user database, a random password saved (mode 600) in
-    ``basic_auth_admin_password`` beside it and reused on later starts.
-    """
-    if os.environ.get(ADMIN_PASSWORD_ENV):
-        if len(os.environ[ADMIN_PASSWORD_ENV]) < MIN_PASSWORD_LENGTH:  # MLflow's own rule
-            raise ValueError(f"{ADMIN_PASSWORD_ENV}: expected at least {MIN_PASSWORD_LENGTH} "
-                             "characters (MLflow refuses shorter passwords)")
-        return os.environ[ADMIN_PASSWORD_ENV]
-    path = sqlite_path(database_uri)
-    saved = (path.resolve().parent if path else folder) / ADMIN_PASSWORD_FILE
-    if saved.is_file():
-        return saved.read_text().strip() or None
-    if path is not None and path.exists():
-        return None  # users exist already; the admin password is whatever it was set to
-    if path is None:  # a database server: MLflow says so itself if the admin is missing
-        return None
-    password = secrets.token_urlsafe(18)
-    _write_private(saved, password)
-    echo(f"Admin user {_admin_name()!r}: password generated and saved in {saved} (mode 600)")
-    return password
-
-
-def flask_secret_key(folder: Path) -> str:
-    """The key MLflow's auth app signs CSRF tokens with (it refuses to start without one).
-
-    ``MLFLOW_FLASK_SERVER_SECRET_KEY`` when set (several servers behind one name must share
-    it), else a random key kept (mode 600) in ``basic_auth_secret_key`` so that a restart
-    does not invalidate the forms open in users' browsers.
-    """
-    if os.environ.get(SECRET_KEY_ENV):
-        return os.environ[SECRET_KEY_ENV]
-    saved = folder / SECRET_KEY_FILE
-    if saved.is_file() and saved.read_text().strip():
-        return saved.read_text().strip()
-    key = secrets.token_hex(32)
-    _write_private(saved, key)
-    return key
-
-
-def _write_private(path: Path, text: str) -> None:
-    """Write a secret readable by its owner only (created with mode 600, never wider)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, stat.S_IRUSR | stat.S_IWUSR)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text + "\n")
-
-
-def _private_sqlite(uri: str) -> None:
-    """The users database holds password hashes: owner-only like the password file.
-
-    MLflow creates it with the umask's mode (644); an empty file made here first (SQLite
-    fills an empty file as a new database) or a chmod of an existing one keeps it 600.
-    """
-    path = sqlite_path(uri)
-    if path is None:
-        return
-    if path.exists():
-        path.chmod(stat.S_IRUSR | stat.S_IWUSR)
-    else:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, stat.S_IRUSR | stat.S_IWUSR))
-
-
-def _admin_name() -> str:
-    return os.environ.get(ADMIN_USERNAME_ENV) or DEFAULT_ADMIN_USERNAME
 
 
 # --------------------------------------------------------------------------- launch
@@ -345,10 +246,7 @@ def prepare_launch(settings: ServerSettings, *, echo: Echo = print) -> Launch:
         cmd += ["--workers", str(settings.workers)]
     if settings.allowed_hosts:
         cmd += ["--allowed-hosts", allowed_hosts(settings.allowed_hosts)]
-    # GenAI job runners (three huey processes per server) serve nothing this project
-    # uses; on a small machine they cost more than the server. Users may turn them on.
-    env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": os.environ.get(
-        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")}
+    env = job_runner_env(os.environ)
     # The store URI may hold a database password: the environment keeps it out of `ps`.
     env[STORE_ENV] = store
     uri = client_uri(settings.host, settings.port)
@@ -365,13 +263,13 @@ def prepare_launch(settings: ServerSettings, *, echo: Echo = print) -> Launch:
         folder = path.resolve().parent if path is not None else Path.cwd()
         ini = write_auth_config(folder, database_uri=db_uri)
         password = admin_password(folder, database_uri=db_uri, echo=echo)
-        _private_sqlite(db_uri)
+        private_sqlite(db_uri)
         env["MLFLOW_AUTH_CONFIG_PATH"] = str(ini)
         env[SECRET_KEY_ENV] = flask_secret_key(folder)
         if password:
             env[ADMIN_PASSWORD_ENV] = password
         messages.append(
-            f"Basic auth on: users in {_mask(db_uri)}, admin user {_admin_name()!r}; clients "
+            f"Basic auth on: users in {_mask(db_uri)}, admin user {admin_name()!r}; clients "
             "export MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD"
         )
     elif settings.host not in (LOOPBACK, "localhost", "::1"):
@@ -381,6 +279,17 @@ def prepare_launch(settings: ServerSettings, *, echo: Echo = print) -> Launch:
         )
     messages.append(f"export MLFLOW_TRACKING_URI={uri}")
     return Launch(command=cmd, env=env, client_uri=uri, messages=messages)
+
+
+def ui_settings(uri: str, *, host: str = LOOPBACK, port: int = DEFAULT_PORT,
+                cwd: Path | None = None) -> ServerSettings:
+    """The server `ser-mlflow ui` runs on the project's own store: one worker (plenty for one
+    user, spares a small machine), proxied artifacts in ``./mlartifacts`` where the
+    experiments ser_mlflow creates keep theirs, so runs logged through it land beside them."""
+    return ServerSettings(
+        host=host, port=port, backend_store_uri=uri, workers=1,
+        artifacts_destination=str((cwd or Path.cwd()) / DEFAULT_ARTIFACT_DIR),
+    )
 
 
 def run_server(settings: ServerSettings, *, echo: Echo = print) -> None:
@@ -398,114 +307,52 @@ def run_server(settings: ServerSettings, *, echo: Echo = print) -> None:
         raise SystemExit(code)
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
-    """Linux: the server gets SIGTERM when this process dies, even by SIGKILL (it then
-    stops its own workers, as on Ctrl-C)."""
-    import ctypes
+class BackgroundServer:
+    """:func:`prepare_launch`'s server in its own session, beside other work (a context manager).
 
-    with contextlib.suppress(Exception):
-        ctypes.CDLL(None, use_errno=True).prctl(1, 15)  # PR_SET_PDEATHSIG, SIGTERM
+    Starting is separate from :meth:`wait`, so a caller can do other work (a test trains
+    its runs) while the server boots. On exit the whole group is stopped (TERM, then
+    KILL), so no worker outlives its user.
+    """
 
+    def __init__(self, settings: ServerSettings, *, cwd: Path | None = None,
+                 log: Path | None = None) -> None:
+        self.settings = settings
+        self.cwd = cwd or Path.cwd()
+        self.log = log
+        self.url = client_uri(settings.host, settings.port)
 
-def _descendants() -> set[int]:
-    """Pids of every process below this one (Linux /proc; empty elsewhere)."""
-    parent: dict[int, int] = {}
-    for stat_file in Path("/proc").glob("[0-9]*/stat"):
+    def __enter__(self) -> BackgroundServer:
+        import subprocess
+
+        launch = prepare_launch(self.settings, echo=lambda line: None)
+        env = {k: v for k, v in os.environ.items()
+               if k not in ("MLFLOW_TRACKING_URI", "MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID")}
+        self._out = open(self.log, "wb") if self.log else None  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            launch.command, cwd=self.cwd, env={**env, **launch.env},
+            stdout=self._out or subprocess.DEVNULL, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        return self
+
+    def wait(self, timeout: float = 120.0) -> str:
+        """Block until ``/health`` answers; return the URL to browse."""
+        proc = self.proc
+        wait_until_healthy(self.url, timeout=timeout, alive=lambda: proc.poll() is None)
+        return self.url
+
+    def __exit__(self, *exc: object) -> None:
+        import signal
+        import subprocess
+
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGTERM)
         try:
-            fields = stat_file.read_text().rsplit(")", 1)[-1].split()
-            parent[int(stat_file.parent.name)] = int(fields[1])
-        except (OSError, ValueError, IndexError):
-            continue
-    me, found = os.getpid(), set()
-    for pid in parent:
-        cur, seen = pid, 0
-        while cur in parent and cur > 1 and seen < 64:
-            cur, seen = parent[cur], seen + 1
-            if cur == me:
-                found.add(pid)
-                break
-    return found
-
-
-def _signal_all(group: int, pids: set[int], sig: int) -> None:
-    """Signal the server's group (when it is not ours) and every process in ``pids``."""
-    if group != os.getpgrp():
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(group, sig)
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(pid, sig)
-
-
-def run_supervised(command: list[str], env: dict[str, str], *, echo: Echo = print,
-                   grace_s: float = 15.0) -> int:
-    """Run a server (``mlflow server`` + uvicorn + workers) that stops as one.
-
-    The server runs in this process's group when this process leads one (a shell job, a
-    test's session), else in a group of its own. SIGTERM, SIGINT or SIGHUP to the printed
-    pid stop the whole group (SIGKILL after ``grace_s``); SIGKILL of it reaches the server
-    as SIGTERM. Without this, stopping the ``mlflow server`` process alone left uvicorn
-    and its workers serving on the port.
-
-    Returns:
-        The server's exit status (0 when it was stopped by a signal we forwarded).
-    """
-    import signal
-    import subprocess
-
-    leader = os.getpgrp() == os.getpid()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    proc = subprocess.Popen(command, env=env, process_group=None if leader else 0,
-                            preexec_fn=_die_with_parent)
-    group = os.getpgrp() if leader else proc.pid
-    echo(f"Stop it (server and workers): Ctrl-C, or kill {os.getpid()}")
-    sys.stdout.flush()
-    asked: list[float] = []
-    family: set[int] = set()  # the server's processes, seen while they were alive
-
-    def stop(signum: int, frame: object) -> None:
-        if asked:
-            return
-        asked.append(time.monotonic())
-        family.update(_descendants())
-        _signal_all(group, family, signal.SIGTERM)
-
-    signals = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
-    previous = {sig: signal.signal(sig, stop) for sig in signals}
-    try:
-        while True:
-            try:
-                code = proc.wait(timeout=1.0)
-                break
-            except subprocess.TimeoutExpired:
-                if asked and time.monotonic() - asked[0] > grace_s:
-                    _signal_all(group, family | _descendants(), signal.SIGKILL)
-    finally:
-        family.update(_descendants())
-        if proc.poll() is None:
-            proc.kill()
-        _signal_all(group, family, signal.SIGKILL)  # workers that outlived the server
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    return 0 if asked else code
-
-
-def wait_until_healthy(uri: str, *, timeout: float = 120.0,
-                       alive: Callable[[], bool] | None = None) -> None:
-    """Poll ``<uri>/health`` until it answers 200 (a fresh store migrates first).
-
-    Raises:
-        TimeoutError: not healthy within ``timeout`` seconds, or ``alive()`` turned False.
-    """
-    import requests
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if alive is not None and not alive():
-            raise TimeoutError(f"the server for {uri} exited before it was healthy")
-        with contextlib.suppress(requests.RequestException):
-            if requests.get(f"{uri}/health", timeout=2).status_code == 200:
-                return
-        time.sleep(0.3)
-    raise TimeoutError(f"{uri}/health did not answer 200 within {timeout:g} s")
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=15)
+        if self._out:
+            self._out.close()
