@@ -1,35 +1,84 @@
-"""Training throughput of ser_mlflow vs a plain Keras reference, in the same process.
+"""Training throughput: ser_mlflow against a plain Keras reference, then one knob at a time.
 
-The paper model at full shape: 68 training recordings of 975-1768 frames, 88 features
-(eGeMAPS functionals of the full-scale synthetic corpus). Both sides run the same network
-and loss weights for the same epochs from the same seed.
+The paper model at full shape: 68 training recordings of 975-1768 frames (full-scale
+synthetic corpus), 88 features (eGeMAPS functionals) by default. Every side trains from
+the same seed; each run has one warm-up epoch (graph tracing) that is not counted and
+``--epochs`` measured ones (>= 5); runs are interleaved ``--repeats`` times (ABAB...), so
+a ratio compares epochs measured under the same load. Figures: min and median seconds per
+epoch, their ratios, useful (valid-frame) GFLOP/s against the two cores' fp32 peak.
 
-- reference: every recording zero-padded to 1768, no masking, ``model.fit`` on arrays
-  (the loss sees the padded frames as data, as a plain script would);
-- ser_mlflow: ``train.fit_network`` (length-bucketed batches padded to their own longest
-  recording, masked CCC loss).
+- ``reference``: every recording zero-padded to the longest, no masking, ``model.fit``;
+- ``ser_mlflow``: ``train.fit_network`` (length-bucketed batches padded to their own
+  longest recording, masked CCC loss);
+- ``--knobs``: the same bucketed loop with one change each, against the unchanged loop in
+  the same interleaved rounds: bucket jitter 0 (strict length sort) and 2 (looser),
+  ``jit_compile=True``, ``mixed_bfloat16``, padding the next batch in a thread
+  (prefetch); ``--threads`` runs each intra/inter-op setting in its own process (TensorFlow
+  fixes its thread pools at start-up).
 
-Prints seconds per training epoch and valid frames per second for each, their ratio, and
-devel CCC after the last epoch. Run: ``python benchmarks/train_throughput.py [--epochs 3]``.
+Run: ``python benchmarks/train_throughput.py --data-root /tmp/full [--epochs 5 --repeats 2]``
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import subprocess
+import sys
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "3")
+sys.path.insert(0, str(Path(__file__).parent))
 
 import numpy as np  # noqa: E402
+from timing import load, min_median  # noqa: E402
 
 from ser_mlflow.data import pad_sequences, shift_labels, write_synthetic_corpus  # noqa: E402
-from ser_mlflow.nn.fit import fit_network, predict_partition, prepare, score_partition  # noqa: E402
+from ser_mlflow.nn.fit import (  # noqa: E402
+    Prepared,
+    _pad_batch,
+    fit_network,
+    predict_partition,
+    prepare,
+    score_partition,
+)
 from ser_mlflow.settings import LossConfig, ModelConfig, TrainConfig  # noqa: E402
 
+#: Zen 3 (this machine's EPYC: AVX2 + FMA, no AVX-512): 2 FMA pipes x 8 fp32 lanes x 2.
+FP32_FLOP_PER_CYCLE = 32
 
-def reference_epochs(cfg: TrainConfig, data, epochs: int) -> tuple[list[float], float]:  # noqa: ANN001
+
+def peak_gflops(cores: int) -> float:
+    """fp32 peak of ``cores`` cores at the nominal clock /proc/cpuinfo reports."""
+    mhz = 0.0
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("cpu MHz"):
+            mhz = float(line.split(":")[1])
+            break
+    return cores * FP32_FLOP_PER_CYCLE * mhz / 1e3
+
+
+def train_flop_per_frame(n_features: int, units: tuple[int, ...]) -> float:
+    """Multiply-adds of the LSTM stack per frame x 2 FLOP, x 3 for forward + backward."""
+    flop, width = 0.0, n_features
+    for u in units:
+        flop += 2 * 4 * u * (width + u)
+        width = u
+    return 3 * flop
+
+
+def devel_ccc(model: Any, data: Prepared) -> float:
+    preds = predict_partition(model, data, "Devel")
+    return score_partition(data, "Devel", preds, prefix="devel_")["devel_ccc_mean"]
+
+
+def reference_run(cfg: TrainConfig, data: Prepared, epochs: int) -> tuple[list[float], float]:
     """Plain Keras: pad everything to the longest recording, model.fit on arrays."""
     import keras
 
@@ -37,73 +86,182 @@ def reference_epochs(cfg: TrainConfig, data, epochs: int) -> tuple[list[float], 
     from ser_mlflow.nn.model import build_model, compile_model
 
     keras.utils.set_random_seed(cfg.seed)
-    feats = data.features["Train"]
-    x, _ = pad_sequences(feats)
+    x, _ = pad_sequences(data.features["Train"])
     ys = [shift_labels(r.labels, cfg.shift_frames)[0] for r in data.corpus.partition("Train")]
     y, _ = pad_sequences(ys, length=x.shape[1])
     ones = np.ones(x.shape[:2], dtype=np.float32)  # no masking: padding counts as data
     model = build_model(data.corpus.n_features, data.attributes, cfg.model)
     compile_model(model, cfg.model, cfg.loss)
     times = []
-    for _ in range(epochs):
+    for _ in range(epochs + 1):
         t0 = time.perf_counter()
         model.fit(x, pack_targets(y, ones), batch_size=cfg.batch_size, epochs=1, verbose=0)
         times.append(time.perf_counter() - t0)
-    preds = predict_partition(model, data, "Devel")
-    ccc = score_partition(data, "Devel", preds, prefix="devel_")["devel_ccc_mean"]
-    return times, ccc
+    return times[1:], devel_ccc(model, data)
+
+
+def ours_run(cfg: TrainConfig, data: Prepared, epochs: int) -> tuple[list[float], float]:
+    run_cfg = TrainConfig(**{**cfg.__dict__, "epochs": epochs + 1})
+    _, _, hist = fit_network(run_cfg, data, progress=False)
+    return [h["epoch_seconds"] for h in hist[1:]], hist[-1]["devel_ccc_mean"]
+
+
+def jittered_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator,
+                     jitter: float) -> list[np.ndarray]:
+    """``train._batches`` with its length jitter scaled by ``jitter`` (1 = as shipped)."""
+    n = len(lengths)
+    spread = (lengths.max() - lengths.min() + 1) * min(1.0, batch_size / max(n, 1)) * jitter
+    order = np.argsort(lengths + rng.uniform(-0.5, 0.5, size=n) * spread, kind="stable")
+    batches = [order[i : i + batch_size] for i in range(0, n, batch_size)]
+    rng.shuffle(batches)  # type: ignore[arg-type]
+    return batches
+
+
+def knob_run(cfg: TrainConfig, data: Prepared, epochs: int, *, jitter: float = 1.0,
+             jit: bool = False, bf16: bool = False, prefetch: bool = False
+             ) -> tuple[list[float], float]:
+    """The bucketed training loop of ``fit_network`` (training part) with one knob changed."""
+    import keras
+
+    from ser_mlflow.nn.losses import MultitaskCCCLoss
+    from ser_mlflow.nn.model import build_model
+
+    keras.mixed_precision.set_global_policy("mixed_bfloat16" if bf16 else "float32")
+    keras.utils.set_random_seed(cfg.seed)
+    try:
+        model = build_model(data.corpus.n_features, data.attributes, cfg.model)
+        model.compile(optimizer=keras.optimizers.RMSprop(learning_rate=cfg.model.lr),
+                      loss=MultitaskCCCLoss(cfg.loss.weights), jit_compile=jit)
+        rng = np.random.default_rng([cfg.seed, 1])
+        feats, tgt, ok = data.features["Train"], data.train_targets, data.train_valid
+        lengths = np.array([len(f) for f in feats])
+        times = []
+        pool = ThreadPoolExecutor(1)
+        for _ in range(epochs + 1):
+            batches = jittered_batches(lengths, cfg.batch_size, rng, jitter)
+            t0 = time.perf_counter()
+            if prefetch:
+                nxt = pool.submit(_pad_batch, batches[0], feats, tgt, ok)
+                for i in range(len(batches)):
+                    x, y = nxt.result()
+                    if i + 1 < len(batches):
+                        nxt = pool.submit(_pad_batch, batches[i + 1], feats, tgt, ok)
+                    model.train_on_batch(x, y)
+            else:
+                for idx in batches:
+                    model.train_on_batch(*_pad_batch(idx, feats, tgt, ok))
+            times.append(time.perf_counter() - t0)
+        pool.shutdown()
+        return times[1:], devel_ccc(model, data)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+
+
+KNOBS: dict[str, dict[str, Any]] = {
+    "loop as shipped": {},
+    "bucket jitter 0": {"jitter": 0.0},
+    "bucket jitter 2": {"jitter": 2.0},
+    "jit_compile on": {"jit": True},
+    "mixed_bfloat16": {"bf16": True},
+    "prefetch next batch": {"prefetch": True},
+}
+
+
+def interleave(sides: dict[str, Callable[[], tuple[list[float], float]]], repeats: int
+               ) -> dict[str, tuple[list[float], list[float]]]:
+    """Run every side once per round, rounds alternating direction; epochs and CCCs."""
+    out: dict[str, tuple[list[float], list[float]]] = {k: ([], []) for k in sides}
+    names = list(sides)
+    for r in range(repeats):
+        for name in names if r % 2 == 0 else names[::-1]:
+            times, ccc = sides[name]()
+            out[name][0].extend(times)
+            out[name][1].append(ccc)
+            print(f"  round {r + 1} {name:<20} {' '.join(f'{t:.2f}' for t in times)} s  "
+                  f"devel CCC {ccc:.3f}  ({load()})", flush=True)
+    return out
+
+
+def report(results: dict[str, tuple[list[float], list[float]]], base: str,
+           frames: int, flop_per_frame: float, peak: float) -> None:
+    b_min, b_med = min_median(results[base][0])
+    for name, (times, cccs) in results.items():
+        t_min, t_med = min_median(times)
+        gflops = frames * flop_per_frame / t_med / 1e9
+        print(f"{name:<20} epoch min {t_min:6.2f} s median {t_med:6.2f} s (n={len(times)})  "
+              f"{base} / this: min {b_min / t_min:5.2f}x median {b_med / t_med:5.2f}x  "
+              f"{frames / t_med:7.0f} valid frames/s  {gflops:5.1f} GFLOP/s "
+              f"({gflops / peak:.0%} of {peak:.0f})  devel CCC {np.mean(cccs):.3f}")
+
+
+def thread_child(args: argparse.Namespace, intra: int, inter: int) -> list[float]:
+    """One process with the given thread pools: the shipped loop's measured epochs."""
+    cmd = [sys.executable, __file__, "--data-root", str(args.data_root), "--feature-set",
+           args.feature_set, "--epochs", str(args.epochs), "--units", args.units,
+           "--_threads-child", f"{intra},{inter}"]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    return list(json.loads(out.strip().splitlines()[-1]))
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--data-root", type=Path, default=Path("data/synthetic"))
+    ap.add_argument("--data-root", type=Path, default=Path("/tmp/ser-bench/full"))
     ap.add_argument("--feature-set", default="egemaps-func")
-    ap.add_argument("--epochs", type=int, default=3)
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--units", default="256,128,64")
+    ap.add_argument("--epochs", type=int, default=5, help="measured epochs per run (>= 5)")
+    ap.add_argument("--repeats", type=int, default=2, help="interleaved rounds")
+    ap.add_argument("--knobs", action="store_true", help="one knob at a time (in-process)")
+    ap.add_argument("--threads", action="store_true", help="intra/inter-op settings")
+    ap.add_argument("--_threads-child", dest="threads_child", default="", help="internal")
     args = ap.parse_args()
 
+    import tensorflow as tf
+
+    tf.get_logger().setLevel("ERROR")  # retracing notes for each new batch length
+    if args.threads_child:
+        intra, inter = (int(v) for v in args.threads_child.split(","))
+        tf.config.threading.set_intra_op_parallelism_threads(intra)
+        tf.config.threading.set_inter_op_parallelism_threads(inter)
     if not args.data_root.exists():
         print(f"writing the full-scale synthetic corpus to {args.data_root} ...")
         write_synthetic_corpus(args.data_root, scale="full", seed=0)
-    cfg = TrainConfig(
-        data_root=args.data_root,
-        feature_sets=(args.feature_set,),
-        epochs=args.epochs,
-        seed=args.seed,
-        model=ModelConfig(),
-        loss=LossConfig.from_name("MTL2"),
-    )
+    units = tuple(int(u) for u in args.units.split(","))
+    cfg = TrainConfig(data_root=args.data_root, feature_sets=(args.feature_set,),
+                      epochs=args.epochs, model=ModelConfig(units=units),
+                      loss=LossConfig.from_name("MTL2"))
     data = prepare(cfg)
+    if args.threads_child:
+        print(json.dumps(ours_run(cfg, data, args.epochs)[0]))
+        return
     feats = data.features["Train"]
-    valid_frames = int(sum(len(f) for f in feats))
-    padded_frames = len(feats) * max(len(f) for f in feats)
-    print(
-        f"{len(feats)} training recordings, {data.corpus.n_features} features, "
-        f"{valid_frames} valid frames ({valid_frames / padded_frames:.0%} of "
-        f"{padded_frames} padded), {args.epochs} epochs, batch {cfg.batch_size}"
-    )
-
-    # warm-up builds the graphs of both paths so that tracing is not timed
-    ref_times, ref_ccc = reference_epochs(cfg, data, args.epochs + 1)
-    ref_times = ref_times[1:]
-    _, _, hist = fit_network(
-        TrainConfig(**{**cfg.__dict__, "epochs": args.epochs + 1}), data, progress=False
-    )
-    ours = [h["epoch_seconds"] for h in hist[1:]]
-    ours_ccc = hist[-1]["devel_ccc_mean"]
-
-    def line(name: str, times: list[float], ccc: float) -> float:
-        med = float(np.median(times))
-        fps = valid_frames / med
-        print(
-            f"{name:<12} epoch {med:6.2f} s (min {min(times):.2f}, max {max(times):.2f})  "
-            f"{fps:8.0f} valid frames/s  devel CCC mean {ccc:.3f}"
-        )
-        return fps
-
-    ref_fps = line("reference", ref_times, ref_ccc)
-    our_fps = line("ser_mlflow", ours, ours_ccc)
-    print(f"speed-up in valid frames per second: {our_fps / ref_fps:.2f}x")
+    frames = int(sum(len(f) for f in feats))
+    padded = len(feats) * max(len(f) for f in feats)
+    fpf = train_flop_per_frame(data.corpus.n_features, units)
+    peak = peak_gflops(os.cpu_count() or 1)
+    print(f"{len(feats)} training recordings, {data.corpus.n_features} features, units "
+          f"{args.units}, {frames} valid frames ({frames / padded:.0%} of {padded} padded), "
+          f"batch {cfg.batch_size}, {args.epochs} measured epochs x {args.repeats} rounds; "
+          f"{fpf / 1e6:.2f} MFLOP per valid frame; {load()}")
+    if args.threads:
+        settings = [(2, 2), (2, 1), (1, 1), (1, 2)]
+        res: dict[str, tuple[list[float], list[float]]] = {
+            f"intra {a} inter {b}": ([], [float("nan")]) for a, b in settings}
+        for r in range(args.repeats):
+            for a, b in settings if r % 2 == 0 else settings[::-1]:
+                times = thread_child(args, a, b)
+                res[f"intra {a} inter {b}"][0].extend(times)
+                print(f"  round {r + 1} intra {a} inter {b}  {' '.join(f'{t:.2f}' for t in times)}"
+                      f" s  ({load()})", flush=True)
+        report(res, "intra 2 inter 2", frames, fpf, peak)
+    elif args.knobs:
+        sides = {name: (lambda kw=kw: knob_run(cfg, data, args.epochs, **kw))
+                 for name, kw in KNOBS.items()}
+        report(interleave(sides, args.repeats), "loop as shipped", frames, fpf, peak)
+    else:
+        sides = {"reference": lambda: reference_run(cfg, data, args.epochs),
+                 "ser_mlflow": lambda: ours_run(cfg, data, args.epochs)}
+        report(interleave(sides, args.repeats), "reference", frames, fpf, peak)
+    print(f"({load()} at the end)")
 
 
 if __name__ == "__main__":

@@ -523,12 +523,6 @@ SEEDS = Setting(name="seeds", default="0,1,2", help="Seeds joined by ','.")
 SHIFTS = Setting(name="shifts", default="0:40:2",
                  help="Label shifts in frames: 0,2,4,... or start:stop:step (stop included).")
 
-def jobs_option(jobs: int) -> dict[str, Any]:
-    """``jobs=`` for a sweep, passed only when not 1 (the sweeps take it with issue 20's
-    process pool; until then a plain sweep keeps working and --jobs N fails loudly)."""
-    return {} if jobs == 1 else {"jobs": jobs}
-
-
 #: Settings of each sweep command and chain step besides the training settings.
 SWEEP_SETTINGS: dict[str, tuple[Setting, ...]] = {
     "unimodal": (SWEEP_FEATURE_SETS, RANK_METRIC, FORCE, JOBS),

@@ -143,3 +143,94 @@ def test_chain_config_errors(tmp_path: Path) -> None:
         chain.load_chain(bad)
     with pytest.raises(ValueError, match="not found"):
         chain.load_chain(tmp_path / "missing.yaml")
+
+
+def _child_runs(parent_run_id: str) -> list:
+    return mlflow.search_runs(search_all_experiments=True, output_format="list",
+                              filter_string=f"tags.`mlflow.parentRunId` = '{parent_run_id}'")
+
+
+def _same_parts(run: mlflow.entities.Run) -> tuple:
+    """What a child run must share with its twin of the other --jobs: params and key tags."""
+    tags = {k: v for k, v in run.data.tags.items()
+            if k in ("ser.run_key", "ser.stage", "ser.feature_sets", "ser.loss",
+                     "ser.parent_step", "ser.data_digest", "ser.code_version")}
+    return (run.info.run_name, run.info.status, tuple(sorted(run.data.params.items())),
+            tuple(sorted(tags.items())), "ser.error" in run.data.tags)
+
+
+@pytest.mark.slow
+def test_jobs_2_logs_the_same_runs_as_jobs_1(
+    corpus_with_broken_set: Path, tracking_store: str
+) -> None:
+    """Two child processes at once: the same children (params, tags, statuses, a failing
+    child FAILED and the sweep going on), each nested under the one parent."""
+    results = {}
+    for jobs in (1, 2):
+        base = train_config({"data_root": str(corpus_with_broken_set),
+                              **FAST, "experiment": f"pipe-j{jobs}"})
+        results[jobs] = pipeline.unimodal(base, feature_sets=["egemaps", "mfcc", "fau"],
+                                          echo=lambda s: None, jobs=jobs)
+    seen = {}
+    for jobs, res in results.items():
+        parent = mlflow.get_run(res.parent_run_id)
+        assert parent.info.status == "FINISHED" and "mfcc" in parent.data.tags["ser.failures"]
+        parents = mlflow.search_runs(experiment_names=[f"pipe-j{jobs}"], output_format="list",
+                                     filter_string="tags.`ser.stage` = 'pipeline'")
+        assert len(parents) == 1
+        children = _child_runs(res.parent_run_id)
+        assert parent.data.tags["ser.children"].split(",") == [o.run_id for o in res.outcomes]
+        assert {r.info.run_id for r in children} == {o.run_id for o in res.outcomes}
+        assert {r.info.experiment_id for r in children} == {parent.info.experiment_id}
+        seen[jobs] = sorted(_same_parts(r) for r in children)
+        assert list(res.table.sort_values("run")["status"]) == ["FINISHED", "FINISHED", "FAILED"]
+    assert seen[1] == seen[2]
+    assert {s[1] for s in seen[2]} == {"FINISHED", "FAILED"}
+    # with --jobs 2, the second sweep reuses every finished child and trains nothing
+    again = pipeline.unimodal(
+        train_config({"data_root": str(corpus_with_broken_set), **FAST,
+                      "experiment": "pipe-j2"}),
+        feature_sets=["egemaps", "fau"], echo=lambda s: None, jobs=2)
+    assert {o.status for o in again.outcomes} == {"REUSED"}
+
+
+@pytest.mark.slow
+def test_sigterm_to_a_parallel_sweep_leaves_no_run_running(
+    tiny_corpus: Path, tracking_store: str
+) -> None:
+    """SIGTERM to `unimodal --jobs 2` mid-training: parent and children end KILLED."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    code = (
+        "from ser_mlflow.settings import train_config\n"
+        "from ser_mlflow.jobs import pipeline\n"
+        f"base = train_config({{'data_root': {str(tiny_corpus)!r}, 'epochs': 400,"
+        " 'units': '8,4', 'batch_size': 4, 'experiment': 'pipe'})\n"
+        "pipeline.unimodal(base, feature_sets=['egemaps', 'fau', 'mfcc'], jobs=2)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], env=os.environ.copy())
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:  # until both children have started training
+            running = [r for r in _training_runs()
+                       if r.info.status == "RUNNING" and "epoch/train_loss" in r.data.metrics]
+            if len(running) == 2:
+                break
+            assert proc.poll() is None, "the sweep ended before it was stopped"
+            time.sleep(1)
+        else:
+            pytest.fail("two children never trained at once")
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=180)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    runs = _runs()
+    assert {r.info.status for r in runs} == {"KILLED"}, [(r.info.run_name, r.info.status)
+                                                         for r in runs]
+    assert len([r for r in runs if r.data.tags.get("ser.stage") == "pipeline"]) == 1
+    assert len(_training_runs()) == 2

@@ -18,7 +18,6 @@ from ser_mlflow.cli.errors import user_errors
 from ser_mlflow.settings import (
     SWEEP_SETTINGS,
     TrainConfig,
-    jobs_option,
     parse_feature_set_list,
     parse_seeds,
     settings_options,
@@ -131,7 +130,7 @@ def unimodal(feature_sets: str, rank_metric: str, force: bool, jobs: int, **kw: 
     sets = parse_feature_set_list(feature_sets)
     _ready_corpus(base, sets)
     pipeline.unimodal(base, feature_sets=sets, force=force, rank_metric=rank_metric,
-                      echo=click.echo, **jobs_option(jobs))
+                      echo=click.echo, jobs=jobs)
     click.echo(tracking.ui_hint())
 
 
@@ -147,7 +146,7 @@ def bimodal(top_k: int, rank_metric: str, force: bool, jobs: int, **kw: Any) -> 
     base = build_train_config(**kw)
     import_tensorflow_quietly()
     pipeline.bimodal(base, top_k=top_k, rank_metric=rank_metric, force=force, echo=click.echo,
-                     **jobs_option(jobs))
+                     jobs=jobs)
     click.echo(tracking.ui_hint())
 
 
@@ -165,7 +164,7 @@ def compare(feature_set: str, seeds: str, force: bool, jobs: int, **kw: Any) -> 
     import_tensorflow_quietly()
     _ready_corpus(base, base.feature_sets)
     pipeline.compare(base, feature_set="+".join(base.feature_sets), seeds=seed_list,
-                     force=force, echo=click.echo, **jobs_option(jobs))
+                     force=force, echo=click.echo, jobs=jobs)
     click.echo(tracking.ui_hint())
 
 
@@ -191,7 +190,7 @@ def delay_sweep(shifts: str, estimate_only: bool, run_id: str, force: bool, jobs
         return
     import_tensorflow_quietly()
     pipeline.delay_sweep(base, shifts=shift_list, force=force, echo=click.echo,
-                         **jobs_option(jobs))
+                         jobs=jobs)
     click.echo(tracking.ui_hint())
 
 

@@ -21,7 +21,6 @@ from ser_mlflow.settings import (
     SEARCH_SETTINGS,
     SWEEP_SETTINGS,
     TrainConfig,
-    jobs_option,
     parse_feature_set_list,
     parse_feature_sets,
     parse_seeds,
@@ -159,21 +158,21 @@ def unimodal_step(base: TrainConfig, opts: Mapping[str, Any], force: bool, echo:
     return pipeline.unimodal(
         base, feature_sets=parse_feature_set_list(opts.get("feature_sets")), force=force,
         echo=echo, rank_metric=opts.get("rank_metric", "devel_ccc_mean"),
-        **jobs_option(int(opts.get("jobs", 1))))
+        jobs=int(opts.get("jobs", 1)))
 
 
 def bimodal_step(base: TrainConfig, opts: Mapping[str, Any], force: bool, echo: Echo) -> Any:
     return pipeline.bimodal(
         base, top_k=int(opts.get("top_k", 7)), force=force,
         rank_metric=opts.get("rank_metric", "devel_ccc_mean"), echo=echo,
-        **jobs_option(int(opts.get("jobs", 1))))
+        jobs=int(opts.get("jobs", 1)))
 
 
 def compare_step(base: TrainConfig, opts: Mapping[str, Any], force: bool, echo: Echo) -> Any:
     sets = parse_feature_sets(opts.get("feature_set", "fau"))
     return pipeline.compare(
         base, feature_set="+".join(sets), seeds=parse_seeds(opts.get("seeds", (0, 1, 2))),
-        force=force, echo=echo, **jobs_option(int(opts.get("jobs", 1))))
+        force=force, echo=echo, jobs=int(opts.get("jobs", 1)))
 
 
 def fusion_step(base: TrainConfig, opts: Mapping[str, Any], force: bool, echo: Echo) -> Any:

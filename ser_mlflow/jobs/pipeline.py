@@ -134,14 +134,41 @@ def train_child(
     A failure is recorded on the child (FAILED, with the error) and returned, not raised,
     so that a sweep goes on; Ctrl-C still stops everything.
     """
+    if not force and (reused := reused_child(cfg, stage=stage, fingerprint=fingerprint,
+                                             label=label)):
+        return reused
+    return train_new_child(cfg, stage=stage, fingerprint=fingerprint, label=label,
+                           extra_tags=extra_tags, echo=echo)
+
+
+def _child_key(cfg: TrainConfig, stage: str, fingerprint: str) -> str:
+    return make_key("train", {**cfg.to_params(), "stage": stage}, fingerprint)
+
+
+def reused_child(cfg: TrainConfig, *, stage: str, fingerprint: str, label: str
+                 ) -> ChildOutcome | None:
+    """The newest FINISHED identical run of the parent's experiment, if there is one."""
+    experiment_id = tracking.experiment_for(cfg.experiment)  # the parent's
+    rid = find_finished("ser.run_key", _child_key(cfg, stage, fingerprint), experiment_id)
+    if not rid:
+        return None
+    return ChildOutcome(label, cfg, rid, "REUSED", dict(tracking.get_run(rid).data.metrics))
+
+
+def train_new_child(
+    cfg: TrainConfig,
+    *,
+    stage: str,
+    fingerprint: str,
+    label: str,
+    extra_tags: Mapping[str, str] | None = None,
+    echo: Echo = print,
+) -> ChildOutcome:
+    """Train one child run (nested under the active run, or under ``mlflow.parentRunId``
+    of ``extra_tags`` in a child process); a failure comes back as a FAILED outcome."""
     from ser_mlflow.jobs.train import run_training
 
-    params = {**cfg.to_params(), "stage": stage}
-    key = make_key("train", params, fingerprint)
-    experiment_id = tracking.experiment_for(cfg.experiment)  # the parent's
-    if not force and (rid := find_finished("ser.run_key", key, experiment_id)):
-        run = tracking.get_run(rid)
-        return ChildOutcome(label, cfg, rid, "REUSED", dict(run.data.metrics))
+    key = _child_key(cfg, stage, fingerprint)
     tags = {
         "ser.run_key": key,
         tracking.TAG_DIGEST: fingerprint,
@@ -161,16 +188,25 @@ def train_child(
         )
         return ChildOutcome(label, cfg, res.run_id, "FINISHED", res.metrics)
     except Exception as exc:  # a failed child must not stop the sweep
-        failed = tracking.search_runs(
-            filter_string=f"tags.`ser.run_key` = '{key}' and attributes.status = 'FAILED'",
-            order_by=["attributes.start_time DESC"],
-            max_results=1,
-        )
         msg = f"{type(exc).__name__}: {exc}"
         echo(f"  ! {label} failed: {msg}")
-        return ChildOutcome(
-            label, cfg, failed[0].info.run_id if failed else None, "FAILED", error=msg
-        )
+        return ChildOutcome(label, cfg, _failed_run(key), "FAILED", error=msg)
+
+
+def _failed_run(key: str) -> str | None:
+    failed = tracking.search_runs(
+        filter_string=f"tags.`ser.run_key` = '{key}' and attributes.status = 'FAILED'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
+    return failed[0].info.run_id if failed else None
+
+
+def _train_in_process(cfg: TrainConfig, stage: str, fingerprint: str, label: str,
+                      extra_tags: dict[str, str]) -> ChildOutcome:
+    """One child in its own process (:mod:`children`); module-level so it pickles."""
+    return train_new_child(cfg, stage=stage, fingerprint=fingerprint, label=label,
+                           extra_tags=extra_tags, echo=lambda s: None)
 
 
 def outcomes_table(outcomes: Sequence[ChildOutcome], *, rank_metric: str) -> pd.DataFrame:
@@ -227,23 +263,20 @@ def _sweep(
     force: bool,
     echo: Echo,
     after: Callable[[StepResult], None] | None = None,
+    jobs: int = 1,
 ) -> StepResult:
-    """Run children (label, config, stage) under one parent run; log the ranking."""
-    from tqdm.auto import tqdm
+    """Run children (label, config, stage) under one parent run; log the ranking.
 
+    ``jobs`` > 1 trains that many children at once, each in its own process
+    (:mod:`ser_mlflow.jobs.children`); the runs logged are the same as with 1.
+    """
     fingerprint = corpus_fingerprint(base.data_root)
     step_key = make_key(step, step_params, fingerprint)
     # under `mlflow run` the run MLflow created decides (a conflicting name is refused here,
     # before anything trains); parent, children and view all live in this experiment
     experiment_id = tracking.experiment_for(base.experiment)
     if not force and (rid := find_finished("ser.step_key", step_key, experiment_id)):
-        table = pd.read_csv(tracking.download_artifacts(rid, "ranking.csv"))
-        echo(f"[{step}] reusing finished run {rid} (same params, code and data)")
-        lines = views.publish_step_view(step, rid, rank_metric=rank_metric).lines()
-        for line in lines:
-            echo(line)
-        tracking.note_launched_reuse(rid, step=step, lines=lines)
-        return StepResult(step, rid, table, [], reused=True)
+        return _reuse_step(step, rid, rank_metric=rank_metric, echo=echo)
     tags = {
         tracking.TAG_STAGE: "pipeline",
         "ser.step": step,
@@ -256,53 +289,138 @@ def _sweep(
             {k: v for k, v in step_params.items() if k != "data_root"}
             | {"data_root": str(base.data_root)}
         )
-        outcomes = []
-        bar = tqdm(configs, desc=step, unit="run", file=sys.stderr, dynamic_ncols=True)
-        for label, cfg, stage in bar:
-            bar.set_postfix_str(label)
-            outcomes.append(
-                train_child(
-                    cfg,
-                    stage=stage,
-                    fingerprint=fingerprint,
-                    force=force,
-                    label=label,
-                    echo=echo,
-                    extra_tags={"ser.parent_step": step},
-                )
-            )
-        bar.close()
-        table = outcomes_table(outcomes, rank_metric=rank_metric)
-        tracking.log_table(table, "ranking")
-        reused = [o.run_id for o in outcomes if o.status == "REUSED"]
-        failed = [o for o in outcomes if o.status == "FAILED"]
-        tracking.set_tags(
-            {
-                "ser.children": ",".join(o.run_id or "" for o in outcomes),
-                "ser.reused_runs": ",".join(r or "" for r in reused),
-                "ser.failures": "; ".join(f"{o.label}: {o.error}" for o in failed) or "none",
-            }
-        )
-        tracking.log_metrics(
-            {"n_runs": len(outcomes), "n_failed": len(failed), "n_reused": len(reused)}
-        )
-        ok = table[table["status"] != "FAILED"] if not table.empty else table
-        if not ok.empty:
-            from ser_mlflow.scoring import plots
-
-            tracking.log_figure(plots.ranking_bars(ok, rank_metric), "plots/ranking.png")
-            tracking.log_metrics({f"best_{rank_metric}": float(ok[rank_metric].max())})
+        outcomes = _train_children(step, configs, fingerprint=fingerprint, force=force,
+                                   echo=echo, jobs=jobs, parent_run_id=run.info.run_id)
+        table = _log_step(outcomes, rank_metric=rank_metric)
         result = StepResult(step, run.info.run_id, table, outcomes)
         if after is not None:
             after(result)
         # a saved MLflow UI view of this step (never raises: a view is a convenience)
         published = views.publish_step_view(step, result.parent_run_id, rank_metric=rank_metric)
+    _echo_step(result, echo)
+    for line in published.lines():
+        echo(line)
+    return result
+
+
+def _reuse_step(step: str, rid: str, *, rank_metric: str, echo: Echo) -> StepResult:
+    table = pd.read_csv(tracking.download_artifacts(rid, "ranking.csv"))
+    echo(f"[{step}] reusing finished run {rid} (same params, code and data)")
+    lines = views.publish_step_view(step, rid, rank_metric=rank_metric).lines()
+    for line in lines:
+        echo(line)
+    tracking.note_launched_reuse(rid, step=step, lines=lines)
+    return StepResult(step, rid, table, [], reused=True)
+
+
+def _train_children(
+    step: str,
+    configs: Sequence[tuple[str, TrainConfig, str]],
+    *,
+    fingerprint: str,
+    force: bool,
+    echo: Echo,
+    jobs: int,
+    parent_run_id: str,
+) -> list[ChildOutcome]:
+    """Every child's outcome, in ``configs`` order: reused, or trained here or in processes."""
+    from tqdm.auto import tqdm
+
+    tags = {"ser.parent_step": step}
+    outcomes: list[ChildOutcome | None] = [
+        None if force else reused_child(cfg, stage=stage, fingerprint=fingerprint, label=label)
+        for label, cfg, stage in configs
+    ]
+    todo = [i for i, o in enumerate(outcomes) if o is None]
+    bar = tqdm(total=len(todo), desc=step, unit="run", file=sys.stderr, dynamic_ncols=True)
+    if jobs <= 1 or len(todo) < 2:
+        for i in todo:
+            label, cfg, stage = configs[i]
+            bar.set_postfix_str(label)
+            outcomes[i] = train_new_child(cfg, stage=stage, fingerprint=fingerprint,
+                                          label=label, extra_tags=tags, echo=echo)
+            bar.update()
+    else:
+        _train_in_processes(configs, todo, outcomes, fingerprint=fingerprint, echo=echo,
+                            jobs=jobs, tags={**tags, "mlflow.parentRunId": parent_run_id},
+                            bar=bar)
+    bar.close()
+    return [o for o in outcomes if o is not None]
+
+
+def _train_in_processes(
+    configs: Sequence[tuple[str, TrainConfig, str]],
+    todo: Sequence[int],
+    outcomes: list[ChildOutcome | None],
+    *,
+    fingerprint: str,
+    echo: Echo,
+    jobs: int,
+    tags: dict[str, str],
+    bar: Any,
+) -> None:
+    """Fill ``outcomes[i]`` for ``i`` in ``todo`` with ``jobs`` child processes at once."""
+    from ser_mlflow.jobs import children
+
+    # a child process has no active run: it names the parent's experiment and parent run
+    experiment = tracking.experiment_name_of(tags["mlflow.parentRunId"])
+    tasks = [
+        (replace(configs[i][1], experiment=experiment), configs[i][2], fingerprint,
+         configs[i][0], tags)
+        for i in todo
+    ]
+
+    def done(k: int, result: Any) -> None:
+        label, cfg, stage = configs[todo[k]]
+        if isinstance(result, children.ProcessDied):
+            msg = f"child process ended without a result (exit code {result.exitcode})"
+            result = ChildOutcome(label, cfg, _failed_run(_child_key(cfg, stage, fingerprint)),
+                                  "FAILED", error=msg)
+        else:
+            result.cfg = cfg
+        if result.status == "FAILED":
+            echo(f"  ! {label} failed: {result.error}")
+        outcomes[todo[k]] = result
+        bar.set_postfix_str(label)
+        bar.update()
+
+    children.map_processes(_train_in_process, tasks, jobs=jobs, on_result=done)
+
+
+def _log_step(outcomes: Sequence[ChildOutcome], *, rank_metric: str) -> pd.DataFrame:
+    """The parent's ranking artifacts, children tags, counts and best metric."""
+    table = outcomes_table(outcomes, rank_metric=rank_metric)
+    tracking.log_table(table, "ranking")
+    reused = [o.run_id for o in outcomes if o.status == "REUSED"]
+    failed = [o for o in outcomes if o.status == "FAILED"]
+    tracking.set_tags(
+        {
+            "ser.children": ",".join(o.run_id or "" for o in outcomes),
+            "ser.reused_runs": ",".join(r or "" for r in reused),
+            "ser.failures": "; ".join(f"{o.label}: {o.error}" for o in failed) or "none",
+        }
+    )
+    tracking.log_metrics(
+        {"n_runs": len(outcomes), "n_failed": len(failed), "n_reused": len(reused)}
+    )
+    ok = table[table["status"] != "FAILED"] if not table.empty else table
+    if not ok.empty:
+        from ser_mlflow.scoring import plots
+
+        tracking.log_figure(plots.ranking_bars(ok, rank_metric), "plots/ranking.png")
+        tracking.log_metrics({f"best_{rank_metric}": float(ok[rank_metric].max())})
+    return table
+
+
+def _echo_step(result: StepResult, echo: Echo) -> None:
+    outcomes = result.outcomes
+    n_reused = sum(o.status == "REUSED" for o in outcomes)
     echo(
-        f"\n[{step}] {len(outcomes)} runs ({len(reused)} reused, {len(failed)} failed), "
-        f"parent run {result.parent_run_id}"
+        f"\n[{result.step}] {len(outcomes)} runs ({n_reused} reused, {len(result.failures)} "
+        f"failed), parent run {result.parent_run_id}"
     )
     print_table(
-        table,
+        result.table,
         echo,
         [
             "rank",
@@ -314,11 +432,8 @@ def _sweep(
             "devel_ccc_mean",
         ],
     )
-    for o in failed:
+    for o in result.failures:
         echo(f"  FAILED {o.label}: {o.error}")
-    for line in published.lines():
-        echo(line)
-    return result
 
 
 def unimodal(
@@ -328,6 +443,7 @@ def unimodal(
     force: bool = False,
     rank_metric: str = "devel_ccc_mean",
     echo: Echo = print,
+    jobs: int = 1,
 ) -> StepResult:
     """One child per feature set (all found in the data root by default)."""
     sets = list(feature_sets) if feature_sets else list(list_feature_sets(base.data_root))
@@ -341,6 +457,7 @@ def unimodal(
         rank_metric=rank_metric,
         force=force,
         echo=echo,
+        jobs=jobs,
     )
 
 
@@ -375,6 +492,7 @@ def bimodal(
     rank_metric: str = "devel_ccc_mean",
     force: bool = False,
     echo: Echo = print,
+    jobs: int = 1,
 ) -> StepResult:
     """Every pair of the top-k unimodal feature sets, by concatenation.
 
@@ -422,6 +540,7 @@ def bimodal(
         rank_metric=rank_metric,
         force=force,
         echo=echo,
+        jobs=jobs,
     )
 
 
@@ -461,6 +580,7 @@ def compare(
     seeds: Sequence[int] = (0, 1, 2),
     force: bool = False,
     echo: Echo = print,
+    jobs: int = 1,
 ) -> StepResult:
     """STL1, STL2, STL3, MTL1 and MTL2 on one feature set over several seeds."""
     configs = [
@@ -511,6 +631,7 @@ def compare(
         rank_metric="devel_ccc_mean",
         force=force,
         echo=echo,
+        jobs=jobs,
         after=log_comparison,
     )
     if result.reused:
@@ -524,6 +645,7 @@ def delay_sweep(
     shifts: Sequence[int],
     force: bool = False,
     echo: Echo = print,
+    jobs: int = 1,
 ) -> StepResult:
     """One child per label shift (``shift_frames``) on the base config; the delay curve.
 
@@ -558,6 +680,7 @@ def delay_sweep(
         rank_metric="devel_ccc_mean",
         force=force,
         echo=echo,
+        jobs=jobs,
         after=log_curve,
     )
 
