@@ -26,6 +26,13 @@ from ser_mlflow.settings import (
     parse_seeds,
     train_config,
 )
+from ser_mlflow.tracking.tags import (
+    TAG_OBJECTIVE,
+    TAG_OPTUNA_STORAGE,
+    TAG_SAMPLER,
+    TAG_STEP,
+    TAG_STEP_KEY,
+)
 
 Echo = Callable[[str], None]
 TOP_KEYS = ("data_root", "synthesize", "train", "steps")
@@ -145,7 +152,7 @@ def run_chain(chain: ChainConfig | str | Path, *, force: bool = False,
         chain_run = tracking.run_context(
             experiment=base.experiment,
             run_name=f"main: {chain.path.name}",
-            tags={tracking.TAG_STAGE: "pipeline", "ser.step": "main"},
+            tags={tracking.TAG_STAGE: "pipeline", TAG_STEP: "main"},
         )
     with chain_run:
         for step, opts in chain.steps.items():
@@ -217,16 +224,16 @@ def search_step(base: TrainConfig, opts: Mapping[str, Any], force: bool,
         base = replace(base, feature_sets=parse_feature_sets(kw.pop("feature_sets")))
     params = {**base.to_params(), **{k: v for k, v in kw.items() if k != "resume"}}
     key = pipeline.make_key("search", params, corpus_fingerprint(base.data_root))
-    if not force and (rid := pipeline.find_finished("ser.step_key", key)):
+    if not force and (rid := pipeline.find_finished(TAG_STEP_KEY, key)):
         echo(f"[search] reusing finished search run {rid} (same options, code and data)")
         tags = tracking.get_run(rid).data.tags
         return SearchResult(
-            study_name=tags.get(TAG_STUDY, ""), storage=tags.get("ser.optuna_storage", ""),
-            parent_run_id=rid, objective=tags.get("ser.objective", ""),
-            sampler=tags.get("ser.sampler", ""), keys=[], best_run_id=tags.get("best_run"),
+            study_name=tags.get(TAG_STUDY, ""), storage=tags.get(TAG_OPTUNA_STORAGE, ""),
+            parent_run_id=rid, objective=tags.get(TAG_OBJECTIVE, ""),
+            sampler=tags.get(TAG_SAMPLER, ""), keys=[], best_run_id=tags.get("best_run"),
         )
     kw.setdefault("study_name", f"chain-{key[:12]}")
-    return run_search(base, extra_tags={"ser.step_key": key}, progress=False, echo=echo, **kw)
+    return run_search(base, extra_tags={TAG_STEP_KEY: key}, progress=False, echo=echo, **kw)
 
 
 STEPS: dict[str, Callable[[TrainConfig, Mapping[str, Any], bool, Echo], Any]] = {

@@ -37,10 +37,17 @@ from ser_mlflow.scoring.metrics import (
     ccc,
     score_recordings,
 )
+from ser_mlflow.tracking.tags import (
+    TAG_IN_SAMPLE,
+    TAG_INPUT_RUNS,
+    TAG_LABELS_DIGEST,
+    TAG_MODEL_INPUT,
+    TAG_PROTOCOL,
+    TAG_SKIPPED_RUNS,
+)
 
 Echo = Callable[[str], None]
 DEFAULT_STAGES = ("unimodal", "bimodal", "external")
-TAG_LABELS_DIGEST = "ser.labels_digest"  # imported predictions: the Devel labels they scored
 
 
 def read_folder(folder: Path, *, partition: str | None = None) -> dict[str, np.ndarray]:
@@ -123,7 +130,7 @@ def import_predictions(
         tracking.TAG_FEATURE_SETS: name,
         tracking.TAG_DIGEST: digest,
         TAG_LABELS_DIGEST: labels_fingerprint(label_dir),
-        "ser.model_input": "predictions",
+        TAG_MODEL_INPUT: "predictions",
     }
     with tracking.run_context(experiment=experiment, run_name=name, tags=tags) as run:
         tracking.log_params(
@@ -242,7 +249,7 @@ def _parse_grid(values: str | Sequence[float], cast: Callable[[str], Any], name:
 def _raw_inputs(run_ids: list[str], labels: list[str]) -> list[dict[str, Any]] | None:
     """When every input run has a raw-feature model: what the fusion model packs inside."""
     runs = [tracking.get_run(r) for r in run_ids]
-    if not all(r.data.tags.get("ser.model_input") == "raw" for r in runs):
+    if not all(r.data.tags.get(TAG_MODEL_INPUT) == "raw" for r in runs):
         return None
     specs = []
     for rid, label in zip(run_ids, labels, strict=True):
@@ -545,11 +552,11 @@ def _fusion_tags(
         tracking.TAG_FEATURE_SETS: "fusion("
         + ",".join(s.split("#")[0] for s in inputs.systems)
         + ")",
-        "ser.protocol": protocol,
-        "ser.in_sample": str(protocol == "paper").lower(),
-        "ser.input_runs": ",".join(inputs.used),
-        "ser.skipped_runs": ",".join(inputs.skipped) or "none",
-        "ser.model_input": "raw" if raw_inputs else "predictions",
+        TAG_PROTOCOL: protocol,
+        TAG_IN_SAMPLE: str(protocol == "paper").lower(),
+        TAG_INPUT_RUNS: ",".join(inputs.used),
+        TAG_SKIPPED_RUNS: ",".join(inputs.skipped) or "none",
+        TAG_MODEL_INPUT: "raw" if raw_inputs else "predictions",
         "mlflow.note.content": note,
     }
 

@@ -27,6 +27,17 @@ from ser_mlflow import tracking, views
 from ser_mlflow.data import list_feature_sets
 from ser_mlflow.data.fingerprint import corpus_fingerprint
 from ser_mlflow.settings import LOSS_PRESETS, LossConfig, TrainConfig
+from ser_mlflow.tracking.tags import (
+    TAG_CHILDREN,
+    TAG_CODE_VERSION,
+    TAG_FAILURES,
+    TAG_INTERVALS_ERROR,
+    TAG_PARENT_STEP,
+    TAG_REUSED_RUNS,
+    TAG_RUN_KEY,
+    TAG_STEP,
+    TAG_STEP_KEY,
+)
 
 Echo = Callable[[str], None]
 ATTRS_DEFAULT = ("arousal", "valence", "liking")
@@ -149,7 +160,7 @@ def reused_child(cfg: TrainConfig, *, stage: str, fingerprint: str, label: str
                  ) -> ChildOutcome | None:
     """The newest FINISHED identical run of the parent's experiment, if there is one."""
     experiment_id = tracking.experiment_for(cfg.experiment)  # the parent's
-    rid = find_finished("ser.run_key", _child_key(cfg, stage, fingerprint), experiment_id)
+    rid = find_finished(TAG_RUN_KEY, _child_key(cfg, stage, fingerprint), experiment_id)
     if not rid:
         return None
     return ChildOutcome(label, cfg, rid, "REUSED", dict(tracking.get_run(rid).data.metrics))
@@ -170,9 +181,9 @@ def train_new_child(
 
     key = _child_key(cfg, stage, fingerprint)
     tags = {
-        "ser.run_key": key,
+        TAG_RUN_KEY: key,
         tracking.TAG_DIGEST: fingerprint,
-        "ser.code_version": code_version(),
+        TAG_CODE_VERSION: code_version(),
         **(extra_tags or {}),
     }
     try:
@@ -275,14 +286,14 @@ def _sweep(
     # under `mlflow run` the run MLflow created decides (a conflicting name is refused here,
     # before anything trains); parent, children and view all live in this experiment
     experiment_id = tracking.experiment_for(base.experiment)
-    if not force and (rid := find_finished("ser.step_key", step_key, experiment_id)):
+    if not force and (rid := find_finished(TAG_STEP_KEY, step_key, experiment_id)):
         return _reuse_step(step, rid, rank_metric=rank_metric, echo=echo)
     tags = {
         tracking.TAG_STAGE: "pipeline",
-        "ser.step": step,
-        "ser.step_key": step_key,
+        TAG_STEP: step,
+        TAG_STEP_KEY: step_key,
         tracking.TAG_DIGEST: fingerprint,
-        "ser.code_version": code_version(),
+        TAG_CODE_VERSION: code_version(),
     }
     with tracking.run_context(experiment=base.experiment, run_name=f"{step}", tags=tags) as run:
         tracking.log_params(
@@ -326,7 +337,7 @@ def _train_children(
     """Every child's outcome, in ``configs`` order: reused, or trained here or in processes."""
     from tqdm.auto import tqdm
 
-    tags = {"ser.parent_step": step}
+    tags = {TAG_PARENT_STEP: step}
     outcomes: list[ChildOutcome | None] = [
         None if force else reused_child(cfg, stage=stage, fingerprint=fingerprint, label=label)
         for label, cfg, stage in configs
@@ -395,9 +406,9 @@ def _log_step(outcomes: Sequence[ChildOutcome], *, rank_metric: str) -> pd.DataF
     failed = [o for o in outcomes if o.status == "FAILED"]
     tracking.set_tags(
         {
-            "ser.children": ",".join(o.run_id or "" for o in outcomes),
-            "ser.reused_runs": ",".join(r or "" for r in reused),
-            "ser.failures": "; ".join(f"{o.label}: {o.error}" for o in failed) or "none",
+            TAG_CHILDREN: ",".join(o.run_id or "" for o in outcomes),
+            TAG_REUSED_RUNS: ",".join(r or "" for r in reused),
+            TAG_FAILURES: "; ".join(f"{o.label}: {o.error}" for o in failed) or "none",
         }
     )
     tracking.log_metrics(
@@ -711,7 +722,7 @@ def log_compare_intervals(result: StepResult, *, echo: Echo = print) -> None:
         parent = tracking.get_run(result.parent_run_id)
         if any(k.endswith("_ci_low") for k in parent.data.metrics):
             return
-        ids = [r for r in parent.data.tags.get("ser.children", "").split(",") if r]
+        ids = [r for r in parent.data.tags.get(TAG_CHILDREN, "").split(",") if r]
     else:
         ids = [o.run_id for o in result.outcomes if o.status != "FAILED" and o.run_id]
     if not ids:
@@ -720,7 +731,7 @@ def log_compare_intervals(result: StepResult, *, echo: Echo = print) -> None:
         found = compare_interval_metrics(ids)
     except (ValueError, OSError) as exc:
         echo(f"  (no intervals on the compare parent: {exc})")
-        tags = {"ser.intervals_error": str(exc)[:500]}
+        tags = {TAG_INTERVALS_ERROR: str(exc)[:500]}
         if result.reused:
             tracking.set_run_tags(result.parent_run_id, tags)
         else:
@@ -782,9 +793,9 @@ def reusable_fusion(
         "fusion_code": code_version(FUSION_CODE),
     }
     key = make_key("fusion", params, fingerprint)
-    if not force and (rid := find_finished("ser.step_key", key, experiment_id)):
+    if not force and (rid := find_finished(TAG_STEP_KEY, key, experiment_id)):
         echo(f"[fusion] reusing finished fusion run {rid} (same options, inputs, code and data)")
         return rid
     result = run()
-    tracking.set_run_tags(result.run_id, {"ser.step_key": key})
+    tracking.set_run_tags(result.run_id, {TAG_STEP_KEY: key})
     return result

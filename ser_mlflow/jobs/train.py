@@ -38,6 +38,7 @@ from ser_mlflow.nn.fit import (
     score_partition,
 )
 from ser_mlflow.settings import DEFAULT_DATA_ROOT, TrainConfig
+from ser_mlflow.tracking.tags import TAG_MODEL_INPUT
 
 
 @dataclass
@@ -134,7 +135,7 @@ def run_tags(cfg: TrainConfig, data: Prepared, *, stage: str) -> dict[str, str]:
         tracking.TAG_LOSS: cfg.loss.name,
         tracking.TAG_DIGEST: corpus_fingerprint(cfg.data_root),
         tracking.TAG_CONTENT_DIGEST: data.corpus.digest,
-        "ser.model_input": "raw",
+        TAG_MODEL_INPUT: "raw",
     }
 
 

@@ -46,6 +46,7 @@ from ser_mlflow.search.tickets import (
 )
 from ser_mlflow.search.worker import TrialOutcome, Worker, _frozen_line
 from ser_mlflow.settings import TrainConfig
+from ser_mlflow.tracking.tags import TAG_OBJECTIVE, TAG_OPTUNA_STORAGE, TAG_SAMPLER
 
 # --------------------------------------------------------------------------- use case
 
@@ -172,8 +173,8 @@ def _search(
     warmup = max(0, base.epochs // 10)
     tags = {
         tracking.TAG_STAGE: "search", tracking.TAG_FEATURE_SETS: "+".join(base.feature_sets),
-        tracking.TAG_LOSS: "custom", TAG_STUDY: name, "ser.optuna_storage": masked,
-        "ser.sampler": sampler, "ser.objective": objective, **(extra_tags or {}),
+        tracking.TAG_LOSS: "custom", TAG_STUDY: name, TAG_OPTUNA_STORAGE: masked,
+        TAG_SAMPLER: sampler, TAG_OBJECTIVE: objective, **(extra_tags or {}),
     }
     started = time.time()
     with tracking.run_context(

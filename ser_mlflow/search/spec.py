@@ -9,6 +9,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from ser_mlflow.settings import TrainConfig
+from ser_mlflow.tracking.tags import (
+    TAG_STUDY_NAME,
+)
 
 Echo = Callable[[str], None]
 
@@ -16,11 +19,8 @@ SAMPLERS: tuple[str, ...] = ("random", "tpe", "nsga2")
 OBJECTIVES: tuple[str, ...] = ("mean", "arousal", "valence", "liking", "multi")
 PARAMS: tuple[str, ...] = ("alpha", "beta", "gamma")
 
-TAG_TRIAL_STATE = "ser.trial_state"
-TAG_TRIAL_NUMBER = "ser.trial_number"
 TAG_OPTUNA_TRIAL_NUMBER = "optuna.trial_number"
-TAG_STUDY = "ser.study_name"
-TAG_PRUNED_EPOCH = "ser.pruned_epoch"
+TAG_STUDY = TAG_STUDY_NAME
 TAG_PARENT = "mlflow.parentRunId"
 
 #: Trial user attributes: the child run of a trial, and the search run owning a ticket.

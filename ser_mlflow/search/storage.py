@@ -11,7 +11,8 @@ import optuna
 from optuna.trial import FrozenTrial
 
 from ser_mlflow import tracking
-from ser_mlflow.search.spec import ATTR_RUN, DEFAULT_HEARTBEAT_S, TAG_TRIAL_STATE
+from ser_mlflow.search.spec import ATTR_RUN, DEFAULT_HEARTBEAT_S
+from ser_mlflow.tracking.tags import TAG_TRIAL_STATE
 
 # --------------------------------------------------------------------------- storage
 

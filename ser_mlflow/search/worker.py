@@ -23,10 +23,7 @@ from ser_mlflow.search.spec import (
     STUDY_SPEC_PREFIX,
     TAG_OPTUNA_TRIAL_NUMBER,
     TAG_PARENT,
-    TAG_PRUNED_EPOCH,
     TAG_STUDY,
-    TAG_TRIAL_NUMBER,
-    TAG_TRIAL_STATE,
     Echo,
     SearchSpec,
     metric_keys,
@@ -41,6 +38,7 @@ from ser_mlflow.search.tickets import (
     make_sampler,
 )
 from ser_mlflow.settings import LossConfig
+from ser_mlflow.tracking.tags import TAG_PRUNED_EPOCH, TAG_TRIAL_NUMBER, TAG_TRIAL_STATE
 
 # --------------------------------------------------------------------------- worker
 
