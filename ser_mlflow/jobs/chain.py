@@ -73,6 +73,16 @@ def step_values(step: str, opts: Mapping[str, Any]) -> dict[str, Any]:
     return setting_values(CHAIN_STEP_SETTINGS[step], opts, where=f"step {step}")
 
 
+def _check_step(path: Path, step: str, opts: Mapping[str, Any]) -> None:
+    """A step's keys, and for fusion/register its values too, before anything runs."""
+    _check_keys(path, f"step {step}", opts, _step_keys(step))
+    if step in CHAIN_STEP_SETTINGS:
+        try:
+            step_values(step, opts)
+        except ValueError as exc:
+            raise ValueError(f"{path}: step {step}: {exc}") from None
+
+
 def _read_mapping(path: Path) -> dict[str, Any]:
     import yaml
 
@@ -115,12 +125,7 @@ def load_chain(path: str | Path) -> ChainConfig:
     train_keys = [k for k in _train_keys() if k != "data_root"]
     _check_keys(path, "train", chain.train, train_keys)
     for step, opts in chain.steps.items():
-        _check_keys(path, f"step {step}", opts, _step_keys(step))
-        if step in CHAIN_STEP_SETTINGS:
-            try:
-                step_values(step, opts)
-            except ValueError as exc:
-                raise ValueError(f"{path}: step {step}: {exc}") from None
+        _check_step(path, step, opts)
     try:
         chain.base()
     except ValueError as exc:
