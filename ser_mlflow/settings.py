@@ -5,7 +5,10 @@ logged). From these declarations come the click options of the commands
 (:func:`options`), the MLflow params a run logs and is rebuilt from
 (:meth:`TrainConfig.to_params`, :meth:`TrainConfig.from_params`), the keys a chain YAML
 file may set (:func:`train_config`), and the MLproject files (``cli/mlproject.py``).
-Adding a training option is one field here plus the code that uses it.
+Adding a training option is one field here plus the code that uses it. The fusion, report,
+import-predictions and registry commands' settings are standalone :class:`Setting` tuples
+(``FUSION_SETTINGS`` ...): their options, the chain's fusion/register keys and the checks
+of their values (:func:`setting_values`) come from them the same way.
 
 Paper defaults (Atmaja & Akagi 2020) are the field defaults; the records are frozen, so
 the values logged to MLflow are exactly the values used.
