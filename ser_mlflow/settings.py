@@ -5,7 +5,10 @@ logged). From these declarations come the click options of the commands
 (:func:`options`), the MLflow params a run logs and is rebuilt from
 (:meth:`TrainConfig.to_params`, :meth:`TrainConfig.from_params`), the keys a chain YAML
 file may set (:func:`train_config`), and the MLproject files (``cli/mlproject.py``).
-Adding a training option is one field here plus the code that uses it.
+Adding a training option is one field here plus the code that uses it. The fusion, report,
+import-predictions and registry commands' settings are standalone :class:`Setting` tuples
+(``FUSION_SETTINGS`` ...): their options, the chain's fusion/register keys and the checks
+of their values (:func:`setting_values`) come from them the same way.
 
 Paper defaults (Atmaja & Akagi 2020) are the field defaults; the records are frozen, so
 the values logged to MLflow are exactly the values used.
@@ -139,6 +142,20 @@ def parse_seeds(value: str | list[int] | tuple[int, ...]) -> list[int]:
     return seeds
 
 
+def parse_experiment(value: str) -> str:
+    """An experiment name; '' means "not given" (under `mlflow run` the run's own
+    experiment, else ser-ces). A blank one would reach MLflow as a traceback."""
+    if value and not str(value).strip():
+        raise ValueError(f"experiment: expected a name (e.g. {DEFAULT_EXPERIMENT}) or "
+                         f"nothing, got {value!r}")
+    return value
+
+
+def parse_blank_none(value: Any) -> Any:
+    """'' (the MLproject's "not given") is None."""
+    return value or None
+
+
 class LossChoice(click.Choice):
     """Loss names in any case (mtl2, MTL2), shown and passed on as STL1 ... MTL2, custom."""
 
@@ -162,9 +179,12 @@ class Setting:
 
     Attributes:
         name: option/param/YAML key ('' = the field name).
+        flag: the option's declaration when not ``--name`` (``--filter``,
+            ``--calibrate/--no-calibrate``).
         help: the option's help text.
         type: click type ('' = from the field's type and bounds).
         ge, gt, le, lt: bounds, checked by the records and (for integers) by click.
+        ne: a value refused although inside the bounds (``n_jobs=0``).
         expect: what a value out of bounds should be, for the error line.
         parse: text, YAML or logged value -> field value (None: the field type's).
         render: field value -> the logged param (None: the value itself).
@@ -178,12 +198,14 @@ class Setting:
     """
 
     name: str = ""
+    flag: str = ""
     help: str = ""
     type: Any = ""
     ge: float | None = None
     gt: float | None = None
     le: float | None = None
     lt: float | None = None
+    ne: float | None = None
     expect: str = ""
     parse: Callable[[Any], Any] | None = None
     render: Callable[[Any], Any] | None = None
@@ -207,6 +229,7 @@ class Setting:
         ok = math.isfinite(value) and all((
             self.ge is None or value >= self.ge, self.gt is None or value > self.gt,
             self.le is None or value <= self.le, self.lt is None or value < self.lt,
+            self.ne is None or value != self.ne,
         ))
         if not ok:
             raise ValueError(f"{self.name}: expected {self.expect}, got {value}")
@@ -232,14 +255,17 @@ class Setting:
             extra["envvar"] = self.envvar
         if self.flag_value is not None:
             extra.update(is_flag=False, flag_value=self.flag_value)
+        decl = self.flag or f"--{self.name.replace('_', '-')}"
         if self.is_flag:
             extra["is_flag"] = True
+            if "/" in decl:  # --x/--no-x shows its default
+                extra.update(default=self.default, show_default=self.show_default)
         else:
             extra.update(type=self.click_type(kind), show_default=self.show_default,
                          required=self.required)
             if not self.required:
                 extra["default"] = cli_default
-        return click.option(f"--{self.name.replace('_', '-')}", self.name,
+        return click.option(decl, self.name,
                             help=self.help or None, hidden=self.hidden, **extra)
 
 
@@ -466,10 +492,7 @@ def train_config(values: Mapping[str, Any], *, experiment: str | None = None) ->
             parts[owner][attr] = _parse(s, values[s.name])
     if experiment is not None:
         parts["train"]["experiment"] = experiment
-    experiment_name = parts["train"].get("experiment", "")
-    if experiment_name and not str(experiment_name).strip():
-        raise ValueError(f"experiment: expected a name (e.g. {DEFAULT_EXPERIMENT}) or "
-                         f"nothing, got {experiment_name!r}")
+    parse_experiment(parts["train"].get("experiment", ""))
     loss = parts["loss"]
     return TrainConfig(
         **parts["train"],
@@ -576,3 +599,180 @@ def step_options(step: str, opts: Mapping[str, Any], path: Path | str) -> dict[s
         raise ValueError(f"{path}: step {step}: unknown {', '.join(map(repr, unknown))}; "
                          f"expected some of {', '.join(allowed)}")
     return dict(opts)
+
+
+# --------------------------------------------------------------------------- fusion
+
+#: Names the fusion settings take; ``fusion.params`` checks the estimator against the same.
+FUSION_PROTOCOLS: tuple[str, ...] = ("cv", "paper")
+FUSION_SOLVERS: tuple[str, ...] = ("exact", "liblinear")
+FUSION_LOSSES: tuple[str, ...] = ("squared_epsilon_insensitive", "epsilon_insensitive")
+FUSION_CONTEXTS: tuple[str, ...] = ("frames", "mean")
+FUSION_WINDOWS: tuple[str, ...] = ("clean", "published")
+FUSION_STAGE_INPUTS: tuple[str, ...] = ("oof", "insample")
+FUSION_SELECTIONS: tuple[str, ...] = ("all", "same", "auto")
+
+FUSION_SETTINGS: tuple[Setting, ...] = (
+    Setting(name="data_root", default=DEFAULT_DATA_ROOT, parse=Path,
+            help="Data root whose labels/ hold the Devel gold labels."),
+    Setting(name="top_n", default=11, type=int, ge=2, expect="at least 2 inputs to fuse"),
+    Setting(name="rank_metric", default="devel_ccc_mean"),
+    Setting(name="filter_string", flag="--filter", default="", show_default=False,
+            parse=parse_blank_none,
+            help="MLflow search filter (default: unimodal, bimodal and external runs on "
+                 "--data-root)."),
+    Setting(name="protocol", default="cv", type=click.Choice(FUSION_PROTOCOLS),
+            help="cv: honest, grouped by recording; paper: in-sample as published."),
+    Setting(name="n_stages", default="", show_default="5 under paper, 1 under cv",
+            parse=lambda v: optional_int(v, "n_stages"), ge=1, expect="at least 1 stage",
+            help="Number of stages (paper) or their maximum (cv)."),
+    Setting(name="contexts", default="11,13,15,17,19"),
+    Setting(name="complexities", default="0.001,0.01,0.1,1"),
+    Setting(name="n_splits", default=5, type=int),
+    Setting(name="context", default="frames", type=click.Choice(FUSION_CONTEXTS),
+            help="Window features: every frame (paper) or window mean."),
+    Setting(name="calibrate", flag="--calibrate/--no-calibrate", default=False, is_flag=True,
+            help="Match each SVR output's mean and std to the target (in-fold)."),
+    Setting(name="input_selection", default="all",
+            help="all, same, auto, or one per attribute (e.g. same,same,all)."),
+    Setting(name="stage_inputs", default="oof", type=click.Choice(FUSION_STAGE_INPUTS)),
+    Setting(name="loss", default="squared_epsilon_insensitive",
+            type=click.Choice(FUSION_LOSSES),
+            help="SVR loss: squared error, or absolute error (published)."),
+    Setting(name="solver", default="exact", type=click.Choice(FUSION_SOLVERS),
+            help="exact: the optimum (closed form; ADMM for the absolute loss); liblinear: "
+                 "the published LinearSVR, slow, stops at --max-iter."),
+    Setting(name="windows", default="clean", type=click.Choice(FUSION_WINDOWS),
+            help="clean: t-k..t+k per recording; published: AVEC script's windows."),
+    Setting(name="max_iter", default=1000, type=int,
+            help="liblinear passes (published: 1000, unconverged)."),
+    Setting(name="n_jobs", default=-1, type=int, ne=0,
+            expect="-1 (every core) or a positive number of threads",
+            help="Parallel threads (-1: every core)."),
+    Setting(name="recipes", default="auto",
+            help="cv: auto (chosen per fold and attribute by an inner CV among "
+                 "frames-cal-same, mean, mean-cal, mean-cal-same), names "
+                 "joined by ',', or flags (--context/--calibrate/--input-selection/"
+                 "--stage-inputs; setting one of them implies flags)."),
+    Setting(name="prune_stages", flag="--prune-stages/--no-prune-stages", default=True,
+            is_flag=True,
+            help="cv: --n-stages is a maximum; a stage is kept only while the inner CV "
+                 "improves."),
+    Setting(name="seed", default=0, type=int,
+            help="Seed of liblinear and of the bootstrap intervals."),
+    Setting(name="experiment", default=DEFAULT_EXPERIMENT, parse=parse_experiment),
+)
+
+REPORT_SETTINGS: tuple[Setting, ...] = (
+    Setting(name="parent_run_id", default="", show_default=False,
+            help="Report the children of this run (a compare, unimodal, delay sweep...), "
+                 "reused runs included."),
+    Setting(name="filter_string", flag="--filter", default="", show_default=False,
+            help="Report the runs this MLflow search filter selects."),
+    Setting(name="run_ids", default="", show_default=False,
+            help="Report these runs (ids joined by ',')."),
+    Setting(name="pairs", default="", show_default=False,
+            help="Paired comparisons 'A-B,...' of group labels (e.g. MTL2-STL2) [default: the "
+                 "best group against every other; each fusion against the best single "
+                 "system]."),
+    Setting(name="group_by", default="", show_default=False,
+            help="Tags/params whose values form the groups, joined by ',' (e.g. ser.loss) "
+                 "[default: runs equal in all but the seed]."),
+    Setting(name="labels", default="", show_default=False,
+            help="Gold labels folder [default: <data_root>/labels of the runs]."),
+    Setting(name="n_boot", default=2000, ge=100, expect="100 or more replicates",
+            help="Bootstrap replicates (and permutations)."),
+    Setting(name="seed", default=0, type=int),
+    Setting(name="experiment", default="", show_default=False,
+            help="Experiment of the report run [default: that of the first input run]."),
+)
+
+IMPORT_PREDICTIONS_SETTINGS: tuple[Setting, ...] = (
+    Setting(name="predictions", type=click.Path(path_type=Path), required=True,
+            help="Folder of AVEC-format prediction CSVs (Devel_DE_01.csv ...)."),
+    Setting(name="labels", type=click.Path(path_type=Path), required=True,
+            help="Folder of the matching AVEC label CSVs."),
+    Setting(name="name", type=str, required=True, help="Run name and ser.feature_sets tag."),
+    Setting(name="experiment", default=DEFAULT_EXPERIMENT),
+)
+
+
+# --------------------------------------------------------------------------- registry
+
+MODEL_NAME = Setting(name="model_name", default="ser-ces")
+METRIC = Setting(name="metric", default="devel_ccc_mean")
+
+REGISTER_SETTINGS: tuple[Setting, ...] = (
+    MODEL_NAME,
+    METRIC,
+    Setting(name="filter_string", flag="--filter", default="", show_default=False,
+            help="MLflow search filter (default: FINISHED runs on --data-root whose model "
+                 "predicts from raw features)."),
+    Setting(name="alias", default="champion"),
+    Setting(name="data_root", default=DEFAULT_DATA_ROOT, parse=Path,
+            help="Data root whose runs the default filter selects."),
+    Setting(name="challenger", default="challenger",
+            help="Alias the new version gets when it does not beat --alias's version."),
+    Setting(name="force", default=False, is_flag=True,
+            help="Move --alias to the new version even when its metric is not higher."),
+)
+
+PROMOTE_SETTINGS: tuple[Setting, ...] = (
+    MODEL_NAME,
+    Setting(name="challenger", default="challenger"),
+    Setting(name="champion", default="champion"),
+    METRIC,
+    Setting(name="force", default=False, is_flag=True,
+            help="Promote even when the metric is not higher."),
+)
+
+PREDICT_SETTINGS: tuple[Setting, ...] = (
+    Setting(name="model_uri", type=str, required=True,
+            help="Any MLflow model URI, e.g. models:/ser-ces@champion or runs:/<run_id>/model."),
+    Setting(name="data_root", default=DEFAULT_DATA_ROOT, parse=Path),
+    Setting(name="partition", default="Test", type=click.Choice(["Train", "Devel", "Test"])),
+    Setting(name="out", default=Path("predictions"), parse=Path,
+            help="Folder for one AVEC-format CSV per recording."),
+    Setting(name="experiment", default=DEFAULT_EXPERIMENT),
+    Setting(name="audio", default=None, type=click.Path(path_type=Path), show_default=False,
+            help="A WAV/FLAC recording or a folder of them: extract the model's audio "
+                 "feature sets and write a CSV and a PNG per recording (instead of "
+                 "--data-root/--partition)."),
+    Setting(name="jobs", default=0, ge=0, expect="0 (one per core) or more processes",
+            help="With --audio: extraction processes; 0 = one per core."),
+)
+
+#: Keys of the chain's fusion and register steps: the command's settings less those the
+#: chain file sets once for every step (data_root, experiment) and ``force`` (main's).
+CHAIN_STEP_SETTINGS: dict[str, tuple[Setting, ...]] = {
+    step: tuple(s for s in settings if s.name not in ("data_root", "experiment", "force"))
+    for step, settings in (("fusion", FUSION_SETTINGS), ("register", REGISTER_SETTINGS))
+}
+
+
+def setting_values(settings: tuple[Setting, ...], values: Mapping[str, Any], *,
+                   where: str) -> dict[str, Any]:
+    """Option or YAML values of standalone settings, parsed and checked against bounds.
+
+    Text and numbers go through the setting's parser (integers from text too); lists and
+    flags are passed on as given. ``where`` names the command or file in the error line.
+
+    Raises:
+        ValueError: an unknown key (naming the allowed ones) or a malformed or
+            out-of-bounds value (naming the setting and what it expects).
+    """
+    by_name = {s.name: s for s in settings}
+    unknown = sorted(set(values) - set(by_name))
+    if unknown:
+        raise ValueError(f"{where}: unknown key(s) {', '.join(map(repr, unknown))}; "
+                         f"expected some of {', '.join(by_name)}")
+    out: dict[str, Any] = {}
+    for name, value in values.items():
+        s = by_name[name]
+        if s.parse is not None:
+            value = s.parse(value)
+        elif s.type is int or type(s.default) is int:
+            value = _parse(dataclasses.replace(s, default=0), value)
+        s.check(value)
+        out[name] = value
+    return out

@@ -252,7 +252,7 @@ ROWS: dict[str, Row] = {
     "fusion: blank experiment name": Row(
         ["fusion", "--data-root", "{tiny}", "--experiment", " "], r"experiment: expected a name"),
     "fusion: one input": Row(
-        ["fusion", "--data-root", "{tiny}", "--top-n", "1"], r"top_n: fusion needs at least 2"),
+        ["fusion", "--data-root", "{tiny}", "--top-n", "1"], r"top_n: expected at least 2 inputs"),
     "fusion: filter that matches nothing": Row(
         ["fusion", "--data-root", "{tiny}", "--filter", "tags.`ser.stage` = 'nothing'"],
         r"filter: no FINISHED run with metric 'devel_ccc_mean' matches"),

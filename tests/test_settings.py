@@ -94,3 +94,88 @@ def test_patience_stops_training_early(tiny_corpus: Path, tracking_store: str) -
     assert run.data.params["patience"] == "1"
     assert sorted(steps) == list(range(1, best + 2)) and best + 1 < 12, (best, steps)
     assert TrainConfig.from_params(run.data.params).patience == 1
+
+
+#: Commands whose every option is a standalone setting of the schema.
+SCHEMA_COMMANDS = {
+    "fusion": "FUSION_SETTINGS", "report": "REPORT_SETTINGS",
+    "import-predictions": "IMPORT_PREDICTIONS_SETTINGS", "register": "REGISTER_SETTINGS",
+    "promote": "PROMOTE_SETTINGS", "predict": "PREDICT_SETTINGS",
+}
+
+
+@pytest.mark.parametrize("command", sorted(SCHEMA_COMMANDS))
+def test_every_fusion_and_registry_option_is_declared_in_the_schema(command: str) -> None:
+    import click
+
+    from ser_mlflow import settings
+
+    declared = getattr(settings, SCHEMA_COMMANDS[command])
+    ctx = click.Context(main.commands[command])
+    options = [p for p in main.commands[command].params if isinstance(p, click.Option)]
+    assert [o.name for o in options] == [s.name for s in declared]
+    for opt, s in zip(options, declared, strict=True):
+        assert (opt.help or "") == s.help, opt.name
+        if not opt.required:
+            assert opt.get_default(ctx) == s.default, opt.name
+
+
+def test_fusion_choices_and_the_estimator_checks_are_one_declaration() -> None:
+    import click
+
+    from ser_mlflow.fusion import params
+
+    options = {p.name: p for p in main.commands["fusion"].params}
+    for name, allowed in params.CHOICES.items():
+        assert isinstance(options[name].type, click.Choice), name
+        assert tuple(options[name].type.choices) == allowed, name
+    assert tuple(options["stage_inputs"].type.choices) == params.STAGE_INPUTS
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--n-jobs", "0"], r"n_jobs: expected -1 \(every core\) or a positive number of threads, "
+                        r"got 0"),
+    (["--top-n", "1"], r"top_n: expected at least 2 inputs to fuse, got 1"),
+    (["--n-stages", "0"], r"n_stages: expected at least 1 stage, got 0"),
+    (["--n-stages", "x"], r"n_stages: expected an integer, got 'x'"),
+    (["--experiment", " "], r"experiment: expected a name \(e\.g\. ser-ces\) or nothing"),
+])
+def test_fusion_option_bounds_are_refused_in_one_line(tmp_path: Path, args: list[str],
+                                                      message: str) -> None:
+    """Refused by the schema before the data root (missing here) or any run is touched."""
+    import re
+
+    result = CliRunner().invoke(main, ["fusion", "--data-root", str(tmp_path / "none"), *args])
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and re.search(message, lines[0]), result.output
+
+
+def test_chain_fusion_and_register_keys_and_values_come_from_the_schema(tmp_path: Path) -> None:
+    from ser_mlflow.settings import FUSION_SETTINGS, REGISTER_SETTINGS
+
+    fusion_keys = [s.name for s in FUSION_SETTINGS if s.name not in ("data_root", "experiment")]
+    assert chain._step_keys("fusion") == fusion_keys
+    assert chain._step_keys("register") == ["model_name", "metric", "filter_string", "alias",
+                                            "challenger"]
+    assert {s.name for s in REGISTER_SETTINGS} - set(chain._step_keys("register")) == {
+        "data_root", "force"}
+    path = tmp_path / "chain.yaml"
+    path.write_text("steps: {fusion: {top_n: 4, filter: x}}\n")
+    with pytest.raises(ValueError, match=r"chain\.yaml: step fusion: unknown key\(s\) 'filter'; "
+                                         r"expected some of top_n, rank_metric, filter_string, "
+                                         r"protocol, n_stages"):
+        chain.load_chain(path)
+    path.write_text("steps: {register: {alias: champion, model: x}}\n")
+    with pytest.raises(ValueError, match=r"step register: unknown key\(s\) 'model'; expected "
+                                         r"some of model_name, metric, filter_string, alias, "
+                                         r"challenger$"):
+        chain.load_chain(path)
+    path.write_text("steps: {fusion: {top_n: 4, n_jobs: 0}}\n")
+    with pytest.raises(ValueError, match=r"chain\.yaml: step fusion: n_jobs: expected -1"):
+        chain.load_chain(path)
+    path.write_text("steps: {fusion: {top_n: '4', n_stages: '', contexts: [1, 2]}}\n")
+    chain.load_chain(path)
+    assert chain.step_values("fusion", {"top_n": "4", "n_stages": "", "contexts": [1, 2],
+                                        "filter_string": ""}) == {
+        "top_n": 4, "n_stages": None, "contexts": [1, 2], "filter_string": None}

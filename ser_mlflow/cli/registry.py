@@ -10,22 +10,16 @@ import click
 from ser_mlflow._quiet import import_tensorflow_quietly
 from ser_mlflow.cli.app import main
 from ser_mlflow.cli.errors import user_errors
-from ser_mlflow.settings import DEFAULT_DATA_ROOT, DEFAULT_EXPERIMENT
+from ser_mlflow.settings import (
+    PREDICT_SETTINGS,
+    PROMOTE_SETTINGS,
+    REGISTER_SETTINGS,
+    settings_options,
+)
 
 
 @main.command()
-@click.option("--model-name", default="ser-ces", show_default=True)
-@click.option("--metric", default="devel_ccc_mean", show_default=True)
-@click.option("--filter", "filter_string", default="",
-              help="MLflow search filter (default: FINISHED runs on --data-root whose model "
-                   "predicts from raw features).")
-@click.option("--alias", default="champion", show_default=True)
-@click.option("--data-root", type=click.Path(path_type=Path), default=DEFAULT_DATA_ROOT,
-              show_default=True, help="Data root whose runs the default filter selects.")
-@click.option("--challenger", default="challenger", show_default=True,
-              help="Alias the new version gets when it does not beat --alias's version.")
-@click.option("--force", is_flag=True,
-              help="Move --alias to the new version even when its metric is not higher.")
+@settings_options(REGISTER_SETTINGS)
 @user_errors
 def register(model_name: str, metric: str, filter_string: str, alias: str,
              data_root: Path, challenger: str, force: bool) -> None:
@@ -38,11 +32,7 @@ def register(model_name: str, metric: str, filter_string: str, alias: str,
 
 
 @main.command()
-@click.option("--model-name", default="ser-ces", show_default=True)
-@click.option("--challenger", default="challenger", show_default=True)
-@click.option("--champion", default="champion", show_default=True)
-@click.option("--metric", default="devel_ccc_mean", show_default=True)
-@click.option("--force", is_flag=True, help="Promote even when the metric is not higher.")
+@settings_options(PROMOTE_SETTINGS)
 @user_errors
 def promote(model_name: str, challenger: str, champion: str, metric: str, force: bool) -> None:
     """Move the champion alias to the challenger's version when it scores higher."""
@@ -55,21 +45,7 @@ def promote(model_name: str, challenger: str, champion: str, metric: str, force:
 
 
 @main.command()
-@click.option("--model-uri", required=True, help="Any MLflow model URI, e.g. "
-              "models:/ser-ces@champion or runs:/<run_id>/model.")
-@click.option("--data-root", type=click.Path(path_type=Path), default=DEFAULT_DATA_ROOT,
-              show_default=True)
-@click.option("--partition", type=click.Choice(["Train", "Devel", "Test"]), default="Test",
-              show_default=True)
-@click.option("--out", type=click.Path(path_type=Path), default=Path("predictions"),
-              show_default=True, help="Folder for one AVEC-format CSV per recording.")
-@click.option("--experiment", default=DEFAULT_EXPERIMENT, show_default=True)
-@click.option("--audio", type=click.Path(path_type=Path), default=None,
-              help="A WAV/FLAC recording or a folder of them: extract the model's audio "
-                   "feature sets and write a CSV and a PNG per recording (instead of "
-                   "--data-root/--partition).")
-@click.option("--jobs", type=click.IntRange(min=0), default=0, show_default=True,
-              help="With --audio: extraction processes; 0 = one per core.")
+@settings_options(PREDICT_SETTINGS)
 @user_errors
 def predict(model_uri: str, data_root: Path, partition: str, out: Path, experiment: str,
             audio: Path | None, jobs: int) -> None:

@@ -13,6 +13,16 @@ from typing import Any, Literal
 
 import numpy as np
 
+from ser_mlflow.settings import (
+    FUSION_CONTEXTS,
+    FUSION_LOSSES,
+    FUSION_PROTOCOLS,
+    FUSION_SELECTIONS,
+    FUSION_SOLVERS,
+    FUSION_STAGE_INPUTS,
+    FUSION_WINDOWS,
+)
+
 Protocol = Literal["cv", "paper"]
 Solver = Literal["exact", "liblinear"]
 Context = Literal["frames", "mean"]
@@ -20,13 +30,9 @@ Selection = Literal["all", "same", "auto"] | Sequence[Literal["all", "same", "au
 StageInputs = Literal["oof", "insample"]
 Windows = Literal["clean", "published"]
 
-_PROTOCOLS: tuple[str, ...] = ("cv", "paper")
-_SOLVERS: tuple[str, ...] = ("exact", "liblinear")
-_CONTEXTS: tuple[str, ...] = ("frames", "mean")
-_SELECTIONS: tuple[str, ...] = ("all", "same", "auto")
-STAGE_INPUTS: tuple[str, ...] = ("oof", "insample")
-_LOSSES: tuple[str, ...] = ("squared_epsilon_insensitive", "epsilon_insensitive")
-_WINDOWS: tuple[str, ...] = ("clean", "published")
+#: The allowed names are declared once, in the settings schema (the fusion command's
+#: choices come from the same tuples).
+STAGE_INPUTS = FUSION_STAGE_INPUTS
 
 
 @dataclass(frozen=True)
@@ -54,11 +60,11 @@ class FusionParams:
 
 #: The parameters that take one of a few names, with the names allowed.
 CHOICES: dict[str, tuple[str, ...]] = {
-    "protocol": _PROTOCOLS,
-    "solver": _SOLVERS,
-    "loss": _LOSSES,
-    "context": _CONTEXTS,
-    "windows": _WINDOWS,
+    "protocol": FUSION_PROTOCOLS,
+    "solver": FUSION_SOLVERS,
+    "loss": FUSION_LOSSES,
+    "context": FUSION_CONTEXTS,
+    "windows": FUSION_WINDOWS,
 }
 
 
@@ -110,9 +116,9 @@ def check_windows(windows: str, context: str, ks: np.ndarray, contexts: Any) -> 
 
 def check_selection(input_selection: Any) -> None:
     sels = [input_selection] if isinstance(input_selection, str) else list(input_selection)
-    if not sels or any(sel not in _SELECTIONS for sel in sels):
+    if not sels or any(sel not in FUSION_SELECTIONS for sel in sels):
         raise ValueError(
-            f"input_selection: expected one of {_SELECTIONS} or one per attribute, "
+            f"input_selection: expected one of {FUSION_SELECTIONS} or one per attribute, "
             f"got {input_selection!r}"
         )
 

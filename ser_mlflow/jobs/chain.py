@@ -8,7 +8,6 @@ an unknown one is refused naming the file, the key and the keys allowed there.
 from __future__ import annotations
 
 import contextlib
-import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any
 from ser_mlflow import tracking
 from ser_mlflow.jobs import pipeline
 from ser_mlflow.settings import (
+    CHAIN_STEP_SETTINGS,
     DEFAULT_DATA_ROOT,
     SEARCH_SETTINGS,
     SWEEP_SETTINGS,
@@ -24,6 +24,7 @@ from ser_mlflow.settings import (
     parse_feature_set_list,
     parse_feature_sets,
     parse_seeds,
+    setting_values,
     train_config,
 )
 from ser_mlflow.tracking.tags import (
@@ -65,16 +66,27 @@ def _check_keys(path: Path, where: str, given: Mapping[str, Any], allowed: list[
 
 
 def _step_keys(step: str) -> list[str]:
-    """The keys a step of the chain file may set."""
+    """The keys a step of the chain file may set (from the settings schema)."""
     if step in SWEEP_SETTINGS:
         return [s.name for s in SWEEP_SETTINGS[step] if s.name != "force"]
     if step == "search":
         return list(SEARCH_OPTIONS)
-    from ser_mlflow.jobs import latefusion, registry
+    return [s.name for s in CHAIN_STEP_SETTINGS[step]]
 
-    fn = latefusion.run_fusion if step == "fusion" else registry.register_best
-    return [n for n in inspect.signature(fn).parameters
-            if n not in ("data_root", "experiment", "echo", "force")]
+
+def step_values(step: str, opts: Mapping[str, Any]) -> dict[str, Any]:
+    """A fusion or register step's values, parsed and checked by the schema."""
+    return setting_values(CHAIN_STEP_SETTINGS[step], opts, where=f"step {step}")
+
+
+def _check_step(path: Path, step: str, opts: Mapping[str, Any]) -> None:
+    """A step's keys, and for fusion/register its values too, before anything runs."""
+    _check_keys(path, f"step {step}", opts, _step_keys(step))
+    if step in CHAIN_STEP_SETTINGS:
+        try:
+            step_values(step, opts)
+        except ValueError as exc:
+            raise ValueError(f"{path}: step {step}: {exc}") from None
 
 
 def _read_mapping(path: Path) -> dict[str, Any]:
@@ -119,7 +131,7 @@ def load_chain(path: str | Path) -> ChainConfig:
     train_keys = [k for k in _train_keys() if k != "data_root"]
     _check_keys(path, "train", chain.train, train_keys)
     for step, opts in chain.steps.items():
-        _check_keys(path, f"step {step}", opts, _step_keys(step))
+        _check_step(path, step, opts)
     try:
         chain.base()
     except ValueError as exc:
@@ -189,14 +201,15 @@ def fusion_step(base: TrainConfig, opts: Mapping[str, Any], force: bool, echo: E
     return pipeline.reusable_fusion(
         base, opts, force=force, echo=echo,
         run=lambda: latefusion.run_fusion(data_root=base.data_root, experiment=base.experiment,
-                                          echo=echo, **opts))
+                                          echo=echo, **step_values("fusion", opts)))
 
 
 def register_step(base: TrainConfig, opts: Mapping[str, Any], force: bool, echo: Echo) -> Any:
     """Registration runs every time; the champion moves only to a better model."""
     from ser_mlflow.jobs import registry
 
-    return registry.register_best(data_root=base.data_root, echo=echo, **opts)
+    return registry.register_best(data_root=base.data_root, echo=echo,
+                                  **step_values("register", opts))
 
 
 def search_step(base: TrainConfig, opts: Mapping[str, Any], force: bool,
