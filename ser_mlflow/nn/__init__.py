@@ -1,1 +1,1 @@
-"""nn: see the README's module table."""
+"""The network and its training without MLflow: loss, Keras model, fit loop."""

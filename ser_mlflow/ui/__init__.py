@@ -1,1 +1,1 @@
-"""ui: see the README's module table."""
+"""Running MLflow's own server for `ui` and `server`: one launcher, its supervision, auth."""
