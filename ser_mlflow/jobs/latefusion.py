@@ -37,6 +37,7 @@ from ser_mlflow.scoring.metrics import (
     ccc,
     score_recordings,
 )
+from ser_mlflow.settings import DEFAULT_DATA_ROOT
 from ser_mlflow.tracking.tags import (
     TAG_IN_SAMPLE,
     TAG_INPUT_RUNS,
@@ -271,7 +272,7 @@ def _selection(value: str) -> Any:
 # sequence of steps below (inputs from the server, estimator, fit, log, report).
 def run_fusion(
     *,
-    data_root: str | Path = "data/synthetic",
+    data_root: str | Path = DEFAULT_DATA_ROOT,
     top_n: int = 11,
     rank_metric: str = "devel_ccc_mean",
     filter_string: str | None = None,

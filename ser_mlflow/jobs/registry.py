@@ -16,6 +16,7 @@ from typing import Any
 
 from ser_mlflow import tracking
 from ser_mlflow.data.fingerprint import corpus_fingerprint
+from ser_mlflow.settings import DEFAULT_DATA_ROOT
 from ser_mlflow.tracking.tags import (
     TAG_IN_SAMPLE,
     TAG_MODEL_INPUT,
@@ -82,7 +83,7 @@ def register_best(
     alias: str = "champion",
     challenger: str = "challenger",
     force: bool = False,
-    data_root: str | Path = "data/synthetic",
+    data_root: str | Path = DEFAULT_DATA_ROOT,
     echo: Echo = print,
 ) -> Registered:
     """Register the best run's model; it becomes ``alias`` only if it beats the holder.
