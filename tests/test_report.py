@@ -218,3 +218,22 @@ def test_report_bad_input_is_one_line_and_leaves_no_run(
     assert res.exit_code == 2, res.output
     assert match in res.output and "Traceback" not in res.output
     assert len(mlflow.search_runs(search_all_experiments=True, output_format="list")) == 1
+
+
+def test_grouping_runs_that_log_different_params() -> None:
+    """A run launched by `mlflow run` logs ``alpha_effective`` beside its raw ``alpha``;
+    grouping it with runs that do not must neither fail nor split equal settings apart."""
+    from ser_mlflow.jobs.report import group_runs
+    from ser_mlflow.tracking.runpreds import RunPredictions
+
+    def run(rid: str, loss: str, seed: str, **params: str) -> RunPredictions:
+        return RunPredictions(rid, rid, {"ser.loss": loss, "ser.feature_sets": "fau"},
+                              {"seed": seed, "epochs": "2", **params}, {}, "0",
+                              ("arousal", "valence", "liking"))
+
+    runs = [run("a", "MTL2", "0", alpha="0.7"),
+            run("b", "MTL2", "1", alpha="None", alpha_effective="0.7"),
+            run("c", "STL1", "0", alpha="1.0", extra="x")]
+    groups = group_runs(runs)
+    assert sorted((g.label, [r.run_id for r in g.runs]) for g in groups) == [
+        ("MTL2", ["a", "b"]), ("STL1", ["c"])]

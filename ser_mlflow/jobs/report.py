@@ -82,9 +82,13 @@ def _field(run: RunPredictions, key: str) -> str:
 
 
 def _identity(run: RunPredictions) -> dict[str, str]:
+    """Identity tags and params; a ``<name>_effective`` param (logged under `mlflow run`
+    beside the raw value it replaced) stands for ``<name>``, as when the run is rebuilt."""
     ident = {k: run.tags.get(k, "") for k in IDENTITY_TAGS}
-    ident.update({f"params.{k}": v for k, v in run.params.items()
-                  if k not in NOT_IDENTITY_PARAMS})
+    params = {k: v for k, v in run.params.items() if not k.endswith("_effective")}
+    params.update({k.removesuffix("_effective"): v for k, v in run.params.items()
+                   if k.endswith("_effective")})
+    ident.update({f"params.{k}": v for k, v in params.items() if k not in NOT_IDENTITY_PARAMS})
     return ident
 
 
@@ -103,7 +107,8 @@ def group_runs(runs: Sequence[RunPredictions], group_by: Sequence[str] = ()) -> 
         ident = {k: _field(r, k) for k in group_by} if group_by else _identity(r)
         keys.setdefault(tuple(sorted(ident.items())), []).append(r)
     idents = [dict(k) for k in keys]
-    varying = [k for k in idents[0] if len({i.get(k, "") for i in idents}) > 1] if idents else []
+    names = list(dict.fromkeys(k for i in idents for k in i))  # runs may log different params
+    varying = [k for k in names if len({i.get(k, "") for i in idents}) > 1]
     if not group_by:
         varying = _label_keys(idents, varying)
     groups = [Group(_group_label(ident, members, varying, bool(group_by)),
@@ -118,8 +123,8 @@ def _group_label(ident: Mapping[str, str], members: Sequence[RunPredictions],
                  varying: Sequence[str], by_keys: bool) -> str:
     """A group's label: what differs between the groups, else its feature sets and loss."""
     if varying:
-        parts = [ident[k] if by_keys or k.removeprefix("tags.") in IDENTITY_TAGS
-                 else f"{_short(k)}={ident[k]}" for k in varying]
+        parts = [ident.get(k, "") if by_keys or k.removeprefix("tags.") in IDENTITY_TAGS
+                 else f"{_short(k)}={ident.get(k, '')}" for k in varying]
         return " ".join(p for p in parts if p) or "?"
     label = ident.get(tracking.TAG_FEATURE_SETS) or members[0].name
     if ident.get(tracking.TAG_LOSS):
