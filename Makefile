@@ -48,7 +48,7 @@ test: install
 	$(BIN)/python -m pytest -q
 
 lint: install
-	$(BIN)/ruff check ser_mlflow tests benchmarks
+	$(BIN)/ruff check ser_mlflow tests benchmarks tools
 	$(BIN)/mypy ser_mlflow
 
 bench: install
