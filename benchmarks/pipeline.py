@@ -39,7 +39,7 @@ CLI = [sys.executable, "-c", "from ser_mlflow.cli import main; main()"]
 LOSSES = 5  # compare: STL1, STL2, STL3, MTL1, MTL2
 RUN = """
 import json, sys, time
-from ser_mlflow.config import LossConfig, ModelConfig, TrainConfig
+from ser_mlflow.settings import LossConfig, ModelConfig, TrainConfig
 from ser_mlflow.jobs.train import run_training
 a = json.loads(sys.argv[1])
 t0 = time.perf_counter(); marks = []

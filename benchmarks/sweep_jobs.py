@@ -24,10 +24,10 @@ from timing import load  # noqa: E402
 
 SIDE = """
 import sys
-from ser_mlflow.cli import config_from_options
+from ser_mlflow.settings import train_config
 from ser_mlflow.jobs import pipeline
 root, units, epochs, jobs = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-base = config_from_options(data_root=root, units=units, epochs=epochs, experiment="bench")
+base = train_config({"data_root": root, "units": units, "epochs": epochs, "experiment": "bench"})
 res = pipeline.compare(base, feature_set="fau", seeds=[0, 1, 2], jobs=jobs, echo=lambda s: None)
 assert len(res.outcomes) == 15 and not res.failures, res.failures
 """
