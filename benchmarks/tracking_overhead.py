@@ -27,12 +27,12 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).parent))
 
-from ser_mlflow.settings import LossConfig, ModelConfig, TrainConfig  # noqa: E402
 from timing import load, min_median  # noqa: E402
 
 from ser_mlflow.data import write_synthetic_corpus  # noqa: E402
 from ser_mlflow.jobs.train import run_training  # noqa: E402
 from ser_mlflow.nn.fit import Prepared, fit_network, prepare  # noqa: E402
+from ser_mlflow.settings import LossConfig, ModelConfig, TrainConfig  # noqa: E402
 
 
 class EpochClock:

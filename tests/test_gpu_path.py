@@ -13,9 +13,9 @@ from __future__ import annotations
 import keras
 import numpy as np
 import pytest
-from ser_mlflow.settings import ModelConfig
 
 from ser_mlflow.nn.model import build_model
+from ser_mlflow.settings import ModelConfig
 
 ATTRS = ("arousal", "valence", "liking")
 
