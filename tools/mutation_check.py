@@ -109,19 +109,19 @@ MUTANTS = (
          f"{SCI}::test_training_mask_leaves_out_frames_the_shift_left_without_labels"),
     ),
     Mutant(
-        "M09", "training batch mask ignores shift validity", "ser_mlflow/jobs/train.py",
+        "M09", "training batch mask ignores shift validity", "ser_mlflow/nn/fit.py",
         "m[row, :t] = valid[i]",
         "m[row, :t] = 1.0",
         (f"{SCI}::test_training_mask_leaves_out_frames_the_shift_left_without_labels",),
     ),
     Mutant(
-        "M10", "training labels not shifted", "ser_mlflow/jobs/train.py",
+        "M10", "training labels not shifted", "ser_mlflow/nn/fit.py",
         "y, ok = shift_labels(rec.labels, cfg.shift_frames)",
         "y, ok = shift_labels(rec.labels, 0)",
         (f"{SCI}::test_training_mask_leaves_out_frames_the_shift_left_without_labels",),
     ),
     Mutant(
-        "M11", "written devel/test predictions not shifted back", "ser_mlflow/jobs/train.py",
+        "M11", "written devel/test predictions not shifted back", "ser_mlflow/nn/fit.py",
         "r.name: unshift_predictions(p, data.shift_frames) for r, p",
         "r.name: p for r, p",
         (f"{SCI}::test_predictions_are_shifted_back_when_written_and_served",),
@@ -129,18 +129,18 @@ MUTANTS = (
     ),
     Mutant(
         "M12", "served (pyfunc) predictions not shifted back", "ser_mlflow/models/pyfunc.py",
-        'pred = unshift_predictions(pred, int(meta["shift_frames"]))',
+        'pred = unshift_predictions(pred, meta.shift_frames)',
         "pred = pred",
         (f"{SCI}::test_predictions_are_shifted_back_when_written_and_served",),
     ),
     Mutant(
         "M13", "model metadata forgets the shift", "ser_mlflow/jobs/train.py",
-        '"shift_frames": cfg.shift_frames,',
-        '"shift_frames": 0,',
+        "shift_frames=cfg.shift_frames,",
+        "shift_frames=0,",
         (f"{SCI}::test_predictions_are_shifted_back_when_written_and_served",),
     ),
     Mutant(
-        "M14", "standardiser fitted on Train + Devel", "ser_mlflow/jobs/train.py",
+        "M14", "standardiser fitted on Train + Devel", "ser_mlflow/nn/fit.py",
         'std = Standardizer().fit(train)',
         'std = Standardizer().fit([*train, *corpus.partition("Devel")])',
         (f"{SCI}::test_standardiser_uses_train_statistics_only",),
@@ -167,8 +167,8 @@ MUTANTS = (
     Mutant(
         "M18", "CCC without the mean-difference term (a Pearson look-alike)",
         "ser_mlflow/scoring/metrics.py",
-        "denom = vx + vy + (mx - my) ** 2",
-        "denom = vx + vy",
+        "    denom = vx + vy + (mx - my) ** 2\n    if np.isnan(denom):",
+        "    denom = vx + vy\n    if np.isnan(denom):",
         ("tests/test_metrics.py",),
     ),
     Mutant(
@@ -197,7 +197,7 @@ MUTANTS = (
         (f"{SCI}::test_training_beats_the_untrained_network_on_devel",),
     ),
     Mutant(
-        "M22", "the best epoch's weights are not restored", "ser_mlflow/jobs/train.py",
+        "M22", "the best epoch's weights are not restored", "ser_mlflow/nn/fit.py",
         "    model.set_weights(best_weights)\n    return model, best_epoch, history",
         "    return model, best_epoch, history",
         (f"{SCI}::test_training_returns_the_best_epochs_weights",),
