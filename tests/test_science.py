@@ -360,3 +360,16 @@ def test_real_median_pruner_prunes_a_clearly_worse_trial(
     assert run.data.tags["ser.trial_state"] == "pruned"
     assert run.data.tags["ser.pruned_epoch"] == "2"
     assert mlflow.get_run(res.parent_run_id).data.metrics["n_trials_pruned"] == 1
+
+
+def test_every_planted_bug_still_finds_its_line() -> None:
+    """tools/mutation_check.py plants each bug by replacing one exact text: after code moves,
+    a text found 0 or 2 times would make the check report 'stale' instead of testing."""
+    import mutation_check
+
+    repo = Path(__file__).resolve().parents[1]
+    for m in mutation_check.MUTANTS:
+        found = (repo / m.path).read_text().count(m.old)
+        assert found == 1, f"{m.key}: {m.old!r} found {found} times in {m.path}"
+        for test in (*m.tests, *m.slow):
+            assert (repo / test.split("::")[0]).exists(), f"{m.key}: {test}"
