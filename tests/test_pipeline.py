@@ -212,6 +212,11 @@ def test_sigterm_to_a_parallel_sweep_leaves_no_run_running(
         " 'units': '8,4', 'batch_size': 4, 'experiment': 'pipe'})\n"
         "pipeline.unimodal(base, feature_sets=['egemaps', 'fau', 'mfcc'], jobs=2)\n"
     )
+    from ser_mlflow import tracking
+
+    # the store exists before this test polls it while the sweep writes: two processes
+    # creating one new SQLite store race in MLflow's schema migration (not what is tested)
+    tracking.ensure_experiment("pipe")
     proc = subprocess.Popen([sys.executable, "-c", code], env=os.environ.copy())
     try:
         deadline = time.monotonic() + 240
