@@ -12,9 +12,12 @@ epoch, their ratios, useful (valid-frame) GFLOP/s against the two cores' fp32 pe
   longest recording, masked CCC loss);
 - ``--knobs``: the same bucketed loop with one change each, against the unchanged loop in
   the same interleaved rounds: bucket jitter 0 (strict length sort) and 2 (looser),
-  ``jit_compile=True``, ``mixed_bfloat16``, padding the next batch in a thread
-  (prefetch); ``--threads`` runs each intra/inter-op setting in its own process (TensorFlow
-  fixes its thread pools at start-up).
+  ``jit_compile=True`` (XLA compiles one program per batch shape, so that side pads each
+  batch up to a multiple of 256 frames: at most four shapes on the full corpus; the extra
+  padding is counted in its time), ``mixed_bfloat16``, padding the next batch in a thread
+  (prefetch); ``--knob NAME`` (repeatable) measures only those against the shipped loop;
+- ``--threads``: each intra/inter-op setting in its own process (TensorFlow fixes its
+  thread pools at start-up).
 
 Run: ``python benchmarks/train_throughput.py --data-root /tmp/full [--epochs 5 --repeats 2]``
 """
@@ -117,8 +120,39 @@ def jittered_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Genera
     return batches
 
 
+def rounded_batch(idx: np.ndarray, feats: list[np.ndarray], tgt: list[np.ndarray],
+                  ok: list[np.ndarray], multiple: int) -> tuple[np.ndarray, np.ndarray]:
+    """``_pad_batch`` padded further, to a multiple of ``multiple`` frames (mask 0 there)."""
+    x, y = _pad_batch(idx, feats, tgt, ok)
+    extra = -x.shape[1] % multiple if multiple else 0
+    if extra:
+        x = np.pad(x, ((0, 0), (0, extra), (0, 0)))
+        y = np.pad(y, ((0, 0), (0, extra), (0, 0)))
+    return x, y
+
+
+def warm_shapes(model: Any, feats: list[np.ndarray], tgt: list[np.ndarray],
+                ok: list[np.ndarray], multiple: int, batch_size: int) -> None:
+    """One step per (batch size, rounded length) the epochs can produce (XLA compiles each
+    shape once), then weights and optimizer state put back: compiling is not counted."""
+    weights = model.get_weights()
+    n, longest = len(feats), max(len(f) for f in feats)
+    shortest = min(len(f) for f in feats)
+    sizes = {min(batch_size, n)} | ({n % batch_size} if n % batch_size else set())
+    first = -(-shortest // multiple) * multiple
+    for size in sorted(sizes):
+        for length in range(first, longest + multiple, multiple):
+            cut = [f[:length] for f in feats[:size]]
+            x, y = rounded_batch(np.arange(size), cut, [t[:length] for t in tgt[:size]],
+                                 [o[:length] for o in ok[:size]], length)
+            model.train_on_batch(x, y)
+    model.set_weights(weights)
+    for v in model.optimizer.variables:
+        v.assign(np.zeros(v.shape, dtype=v.dtype))
+
+
 def knob_run(cfg: TrainConfig, data: Prepared, epochs: int, *, jitter: float = 1.0,
-             jit: bool = False, bf16: bool = False, prefetch: bool = False
+             jit: bool = False, bf16: bool = False, prefetch: bool = False, round_to: int = 0
              ) -> tuple[list[float], float]:
     """The bucketed training loop of ``fit_network`` (training part) with one knob changed."""
     import keras
@@ -135,21 +169,24 @@ def knob_run(cfg: TrainConfig, data: Prepared, epochs: int, *, jitter: float = 1
         rng = np.random.default_rng([cfg.seed, 1])
         feats, tgt, ok = data.features["Train"], data.train_targets, data.train_valid
         lengths = np.array([len(f) for f in feats])
+        if round_to:
+            warm_shapes(model, feats, tgt, ok, round_to, cfg.batch_size)
         times = []
         pool = ThreadPoolExecutor(1)
         for _ in range(epochs + 1):
             batches = jittered_batches(lengths, cfg.batch_size, rng, jitter)
             t0 = time.perf_counter()
             if prefetch:
-                nxt = pool.submit(_pad_batch, batches[0], feats, tgt, ok)
+                nxt = pool.submit(rounded_batch, batches[0], feats, tgt, ok, round_to)
                 for i in range(len(batches)):
                     x, y = nxt.result()
                     if i + 1 < len(batches):
-                        nxt = pool.submit(_pad_batch, batches[i + 1], feats, tgt, ok)
+                        nxt = pool.submit(rounded_batch, batches[i + 1], feats, tgt, ok,
+                                          round_to)
                     model.train_on_batch(x, y)
             else:
                 for idx in batches:
-                    model.train_on_batch(*_pad_batch(idx, feats, tgt, ok))
+                    model.train_on_batch(*rounded_batch(idx, feats, tgt, ok, round_to))
             times.append(time.perf_counter() - t0)
         pool.shutdown()
         return times[1:], devel_ccc(model, data)
@@ -161,7 +198,8 @@ KNOBS: dict[str, dict[str, Any]] = {
     "loop as shipped": {},
     "bucket jitter 0": {"jitter": 0.0},
     "bucket jitter 2": {"jitter": 2.0},
-    "jit_compile on": {"jit": True},
+    "lengths to 256": {"round_to": 256},
+    "jit_compile on": {"jit": True, "round_to": 256},
     "mixed_bfloat16": {"bf16": True},
     "prefetch next batch": {"prefetch": True},
 }
@@ -211,6 +249,8 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=5, help="measured epochs per run (>= 5)")
     ap.add_argument("--repeats", type=int, default=2, help="interleaved rounds")
     ap.add_argument("--knobs", action="store_true", help="one knob at a time (in-process)")
+    ap.add_argument("--knob", action="append", default=[], choices=list(KNOBS)[1:],
+                    help="with --knobs: only this knob (repeatable)")
     ap.add_argument("--threads", action="store_true", help="intra/inter-op settings")
     ap.add_argument("--_threads-child", dest="threads_child", default="", help="internal")
     args = ap.parse_args()
@@ -255,7 +295,8 @@ def main() -> None:
         report(res, "intra 2 inter 2", frames, fpf, peak)
     elif args.knobs:
         sides = {name: (lambda kw=kw: knob_run(cfg, data, args.epochs, **kw))
-                 for name, kw in KNOBS.items()}
+                 for name, kw in KNOBS.items()
+                 if not args.knob or name in args.knob or name == "loop as shipped"}
         report(interleave(sides, args.repeats), "loop as shipped", frames, fpf, peak)
     else:
         sides = {"reference": lambda: reference_run(cfg, data, args.epochs),
