@@ -17,7 +17,9 @@ epoch, their ratios, useful (valid-frame) GFLOP/s against the two cores' fp32 pe
   padding is counted in its time), ``mixed_bfloat16``, padding the next batch in a thread
   (prefetch); ``--knob NAME`` (repeatable) measures only those against the shipped loop;
 - ``--threads``: each intra/inter-op setting in its own process (TensorFlow fixes its
-  thread pools at start-up).
+  thread pools at start-up);
+- ``--concurrent``: one training process with both cores against two at the same time
+  with one core each (``--jobs 2``'s children, their start-up aside), in epochs per hour.
 
 Run: ``python benchmarks/train_throughput.py --data-root /tmp/full [--epochs 5 --repeats 2]``
 """
@@ -232,13 +234,44 @@ def report(results: dict[str, tuple[list[float], list[float]]], base: str,
               f"({gflops / peak:.0%} of {peak:.0f})  devel CCC {np.mean(cccs):.3f}")
 
 
-def thread_child(args: argparse.Namespace, intra: int, inter: int) -> list[float]:
-    """One process with the given thread pools: the shipped loop's measured epochs."""
+def thread_children(args: argparse.Namespace, intra: int, inter: int, count: int = 1
+                    ) -> list[list[float]]:
+    """``count`` processes at once with the given thread pools: each one's measured epochs
+    of the shipped loop (``--jobs N`` runs its children like this)."""
     cmd = [sys.executable, __file__, "--data-root", str(args.data_root), "--feature-set",
            args.feature_set, "--epochs", str(args.epochs), "--units", args.units,
            "--_threads-child", f"{intra},{inter}"]
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-    return list(json.loads(out.strip().splitlines()[-1]))
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+             for _ in range(count)]
+    outs = [p.communicate()[0] for p in procs]
+    if any(p.returncode for p in procs):
+        raise SystemExit(f"a child failed: {' '.join(cmd)}")
+    return [list(json.loads(o.strip().splitlines()[-1])) for o in outs]
+
+
+def thread_child(args: argparse.Namespace, intra: int, inter: int) -> list[float]:
+    """One process with the given thread pools: the shipped loop's measured epochs."""
+    return thread_children(args, intra, inter)[0]
+
+
+def concurrent_report(args: argparse.Namespace) -> None:
+    """Throughput of one process with both cores against two at once with one core each
+    (what ``--jobs 2`` does with full-scale runs, start-up aside): epochs per second."""
+    setups = [(1, 2, 2), (2, 1, 1), (2, 1, 2)]  # processes, intra, inter
+    rate: dict[tuple[int, int, int], list[float]] = {s: [] for s in setups}
+    for r in range(args.repeats):
+        for n, a, b in setups if r % 2 == 0 else setups[::-1]:
+            runs = thread_children(args, a, b, n)
+            # while all n ran: each process's median epoch; together n / that epochs per s
+            rate[(n, a, b)].append(sum(1 / float(np.median(t)) for t in runs))
+            print(f"  round {r + 1} {n} process(es), intra {a} inter {b}: "
+                  + "; ".join(" ".join(f"{t:.2f}" for t in run) for run in runs)
+                  + f" s  ({load()})", flush=True)
+    base = float(np.median(rate[setups[0]]))
+    for (n, a, b), v in rate.items():
+        med = float(np.median(v))
+        print(f"{n} process(es) x intra {a} inter {b}: {med * 3600:6.0f} epochs/hour, "
+              f"{med / base:.2f}x one process with both cores")
 
 
 def main() -> None:
@@ -252,6 +285,8 @@ def main() -> None:
     ap.add_argument("--knob", action="append", default=[], choices=list(KNOBS)[1:],
                     help="with --knobs: only this knob (repeatable)")
     ap.add_argument("--threads", action="store_true", help="intra/inter-op settings")
+    ap.add_argument("--concurrent", action="store_true",
+                    help="one process on both cores against two processes with one each")
     ap.add_argument("--_threads-child", dest="threads_child", default="", help="internal")
     args = ap.parse_args()
 
@@ -282,7 +317,9 @@ def main() -> None:
           f"{args.units}, {frames} valid frames ({frames / padded:.0%} of {padded} padded), "
           f"batch {cfg.batch_size}, {args.epochs} measured epochs x {args.repeats} rounds; "
           f"{fpf / 1e6:.2f} MFLOP per valid frame; {load()}")
-    if args.threads:
+    if args.concurrent:
+        concurrent_report(args)
+    elif args.threads:
         settings = [(2, 2), (2, 1), (1, 1), (1, 2)]
         res: dict[str, tuple[list[float], list[float]]] = {
             f"intra {a} inter {b}": ([], [float("nan")]) for a, b in settings}
