@@ -15,7 +15,8 @@ epoch, their ratios, useful (valid-frame) GFLOP/s against the two cores' fp32 pe
   ``jit_compile=True`` (XLA compiles one program per batch shape, so that side pads each
   batch up to a multiple of 256 frames: at most four shapes on the full corpus; the extra
   padding is counted in its time), ``mixed_bfloat16``, padding the next batch in a thread
-  (prefetch); ``--knob NAME`` (repeatable) measures only those against the shipped loop;
+  (prefetch), TensorFlow's fused CPU LSTM op (``BlockLSTM``: the whole sequence in one
+  C++ op, same weights); ``--knob NAME`` (repeatable) measures only those against the shipped loop;
 - ``--threads``: each intra/inter-op setting in its own process (TensorFlow fixes its
   thread pools at start-up);
 - ``--concurrent``: one training process with both cores against two at the same time
@@ -36,6 +37,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "3")
@@ -138,6 +140,7 @@ def warm_shapes(model: Any, feats: list[np.ndarray], tgt: list[np.ndarray],
     """One step per (batch size, rounded length) the epochs can produce (XLA compiles each
     shape once), then weights and optimizer state put back: compiling is not counted."""
     weights = model.get_weights()
+    before = {id(v): v.numpy() for v in model.optimizer.variables}  # iterations, rate
     n, longest = len(feats), max(len(f) for f in feats)
     shortest = min(len(f) for f in feats)
     sizes = {min(batch_size, n)} | ({n % batch_size} if n % batch_size else set())
@@ -149,13 +152,43 @@ def warm_shapes(model: Any, feats: list[np.ndarray], tgt: list[np.ndarray],
                                  [o[:length] for o in ok[:size]], length)
             model.train_on_batch(x, y)
     model.set_weights(weights)
-    for v in model.optimizer.variables:
-        v.assign(np.zeros(v.shape, dtype=v.dtype))
+    for v in model.optimizer.variables:  # the slots built by the warm steps start at 0
+        v.assign(before.get(id(v), np.zeros(v.shape, dtype=v.dtype)))
+
+
+def fused_lstm_class() -> Any:
+    """Keras' LSTM whose loop is TensorFlow's fused CPU op ``BlockLSTM`` (one op for all
+    steps, C++ loop), same weights and outputs: the gates reordered i,f,c,o -> i,c,f,o.
+    ``BlockLSTMV2`` takes Keras' order but TensorFlow registers V1's gradient for it
+    (wrong gate order), so V1 with forget bias 0 and no cell clip."""
+    import keras
+    import tensorflow as tf
+
+    def icfo(w: Any) -> Any:
+        i, f, c, o = tf.split(w, 4, axis=-1)
+        return tf.concat([i, c, f, o], axis=-1)
+
+    class FusedLSTM(keras.layers.LSTM):  # type: ignore[misc]
+        def inner_loop(self, sequences: Any, initial_state: Any, mask: Any,
+                       training: bool = False) -> Any:
+            if self.dropout or self.recurrent_dropout or mask is not None or self.go_backwards:
+                return super().inner_loop(sequences, initial_state, mask, training)
+            cell = self.cell
+            w = icfo(tf.concat([cell.kernel.value, cell.recurrent_kernel.value], axis=0))
+            x = tf.transpose(sequences, (1, 0, 2))
+            zeros = tf.zeros([cell.units], dtype=x.dtype)
+            _, cs, _, _, _, _, h = tf.raw_ops.BlockLSTM(
+                seq_len_max=tf.cast(tf.shape(x)[0], tf.int64), x=x, cs_prev=initial_state[1],
+                h_prev=initial_state[0], w=w, wci=zeros, wcf=zeros, wco=zeros,
+                b=icfo(cell.bias.value), forget_bias=0.0, cell_clip=-1.0, use_peephole=False)
+            return h[-1], tf.transpose(h, (1, 0, 2)), [h[-1], cs[-1]]
+
+    return FusedLSTM
 
 
 def knob_run(cfg: TrainConfig, data: Prepared, epochs: int, *, jitter: float = 1.0,
-             jit: bool = False, bf16: bool = False, prefetch: bool = False, round_to: int = 0
-             ) -> tuple[list[float], float]:
+             jit: bool = False, bf16: bool = False, prefetch: bool = False, round_to: int = 0,
+             fused: bool = False) -> tuple[list[float], float]:
     """The bucketed training loop of ``fit_network`` (training part) with one knob changed."""
     import keras
 
@@ -165,7 +198,9 @@ def knob_run(cfg: TrainConfig, data: Prepared, epochs: int, *, jitter: float = 1
     keras.mixed_precision.set_global_policy("mixed_bfloat16" if bf16 else "float32")
     keras.utils.set_random_seed(cfg.seed)
     try:
-        model = build_model(data.corpus.n_features, data.attributes, cfg.model)
+        with mock.patch.object(keras.layers, "LSTM", fused_lstm_class() if fused
+                               else keras.layers.LSTM):
+            model = build_model(data.corpus.n_features, data.attributes, cfg.model)
         model.compile(optimizer=keras.optimizers.RMSprop(learning_rate=cfg.model.lr),
                       loss=MultitaskCCCLoss(cfg.loss.weights), jit_compile=jit)
         rng = np.random.default_rng([cfg.seed, 1])
@@ -204,6 +239,7 @@ KNOBS: dict[str, dict[str, Any]] = {
     "jit_compile on": {"jit": True, "round_to": 256},
     "mixed_bfloat16": {"bf16": True},
     "prefetch next batch": {"prefetch": True},
+    "fused BlockLSTM op": {"fused": True},
 }
 
 
