@@ -91,7 +91,8 @@ def main() -> None:
     ap.add_argument("--feature-set", default="egemaps-func")
     ap.add_argument("--units", default="256,128,64")
     ap.add_argument("--epochs", type=int, default=5, help="measured epochs per run")
-    ap.add_argument("--pairs", type=int, default=2, help="rounds of the sides, alternating direction (ABBA)")
+    ap.add_argument("--pairs", type=int, default=2,
+                    help="rounds of the sides, alternating direction (ABBA)")
     ap.add_argument("--async-logging", action="store_true")
     ap.add_argument("--split", action="store_true", help="add the run-without-logging side")
     args = ap.parse_args()
