@@ -20,6 +20,7 @@ Run: ``python benchmarks/tracking_overhead.py --data-root /tmp/full [--epochs 5 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import tempfile
@@ -59,12 +60,10 @@ def one_run(cfg: TrainConfig, data: Prepared, *, side: str) -> tuple[list[float]
     if side == "tracked":
         run_training(cfg, data=data, on_epoch=clock, progress=False, echo=lambda s: None,
                      run_name="tracking-overhead")
-    elif side == "in a run":
-        with tracking.run_context(experiment="bench-tracking", run_name="run-no-logging"), \
-                tempfile.TemporaryDirectory() as ckpt:
-            fit_network(cfg, data, on_epoch=clock, progress=False, checkpoint_dir=Path(ckpt))
     else:
-        with tempfile.TemporaryDirectory() as ckpt:
+        run = (tracking.run_context(experiment="bench-tracking", run_name="run-no-logging")
+               if side == "in a run" else contextlib.nullcontext())
+        with run, tempfile.TemporaryDirectory() as ckpt:
             fit_network(cfg, data, on_epoch=clock, progress=False, checkpoint_dir=Path(ckpt))
     return clock.epochs, time.perf_counter() - clock.last
 

@@ -298,7 +298,7 @@ def concurrent_report(args: argparse.Namespace) -> None:
     for r in range(args.repeats):
         for n, a, b in setups if r % 2 == 0 else setups[::-1]:
             runs = thread_children(args, a, b, n)
-            # while all n ran: each process's median epoch; together n / that epochs per s
+            # the processes ran side by side: their rates (1 / median epoch) add up
             rate[(n, a, b)].append(sum(1 / float(np.median(t)) for t in runs))
             print(f"  round {r + 1} {n} process(es), intra {a} inter {b}: "
                   + "; ".join(" ".join(f"{t:.2f}" for t in run) for run in runs)
